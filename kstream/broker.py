@@ -1,0 +1,393 @@
+"""Local Apache Kafka launcher: real broker jars, KRaft mode, loopback only.
+
+Why: tests and the demo must run against real Kafka on machines without Docker. The server
+runtime is resolved from Maven Central with `mvn` once into a per-user cache; later starts
+need no network. A single combined broker+controller is enough for transactions when the
+internal topics are configured for one replica.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+KAFKA_VERSION = "4.1.1"
+MIN_JAVA = 17
+DEFAULT_HEAP = "-Xms128m -Xmx512m"
+
+
+class BrokerError(RuntimeError):
+    """The local broker could not be resolved, started or stopped; the message says how to fix it."""
+
+
+def cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "kstream"
+
+
+def _log_tail(path: Path, lines: int = 40) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no broker log)"
+    return "\n".join(text[-lines:])
+
+
+# ---------------------------------------------------------------- Java and the server classpath
+
+
+def find_java() -> str:
+    """Return the java executable, checking it is at least Java 17 (Kafka 4 brokers need it)."""
+    home = os.environ.get("JAVA_HOME")
+    java = str(Path(home) / "bin" / "java") if home else shutil.which("java")
+    if not java or not Path(java).exists():
+        raise BrokerError(
+            "Java not found: the local Kafka broker needs Java 17 or newer. "
+            "Install it (e.g. `apt-get install openjdk-17-jre-headless`) or set JAVA_HOME, "
+            "or point KSTREAM_BOOTSTRAP_SERVERS at a running Kafka cluster."
+        )
+    out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=60)
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
+    major = int(match.group(1)) if match else 0
+    if major == 1 and match and match.group(2):
+        major = int(match.group(2))
+    if major < MIN_JAVA:
+        raise BrokerError(
+            f"{java} is Java {major or 'unknown'}; Kafka {KAFKA_VERSION} needs Java {MIN_JAVA}+. "
+            "Install a newer JDK or set JAVA_HOME to one."
+        )
+    return java
+
+
+def kafka_classpath(version: str = KAFKA_VERSION) -> str:
+    """Classpath of the Kafka server: KSTREAM_KAFKA_HOME/libs, or the Maven-resolved cache."""
+    home = os.environ.get("KSTREAM_KAFKA_HOME")
+    if home:
+        libs = Path(home) / "libs"
+        if not any(libs.glob("kafka_*.jar")):
+            raise BrokerError(
+                f"KSTREAM_KAFKA_HOME={home} has no libs/kafka_*.jar: point it at an unpacked "
+                "Apache Kafka distribution, or unset it to resolve the jars with Maven."
+            )
+        return str(libs / "*")
+    return str(resolve_jars(version) / "*")
+
+
+def resolve_jars(version: str = KAFKA_VERSION) -> Path:
+    """Resolve the server jars with mvn into the cache, once; concurrent callers wait on a lock."""
+    target = cache_root() / f"kafka-{version}"
+    libs = target / "libs"
+    if (target / ".complete").exists():
+        return libs
+    target.mkdir(parents=True, exist_ok=True)
+    with open(target / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (target / ".complete").exists():
+            return libs
+        mvn = shutil.which("mvn")
+        if not mvn:
+            raise BrokerError(
+                "Maven (`mvn`) not found: it resolves the Kafka server jars once. Install it "
+                "(e.g. `apt-get install maven`), or set KSTREAM_KAFKA_HOME to a Kafka install, "
+                "or KSTREAM_BOOTSTRAP_SERVERS to a running cluster."
+            )
+        staging = Path(tempfile.mkdtemp(prefix="libs-", dir=target))
+        pom = staging / "pom.xml"
+        pom_text = resources.files("kstream").joinpath("_broker/pom.xml").read_text()
+        pom.write_text(pom_text.replace(f"<kafka.version>{KAFKA_VERSION}<", f"<kafka.version>{version}<"))
+        cmd = [mvn, "-B", "-q", "-f", str(pom), "dependency:copy-dependencies",
+               f"-DoutputDirectory={staging / 'libs'}", "-DincludeScope=runtime"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
+        if proc.returncode != 0 or not any((staging / "libs").glob("kafka_*.jar")):
+            tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-30:])
+            shutil.rmtree(staging, ignore_errors=True)
+            raise BrokerError(
+                f"Maven could not resolve Apache Kafka {version} (exit {proc.returncode}). "
+                "Check network access to Maven Central and ~/.m2/settings.xml, then retry; "
+                "or set KSTREAM_KAFKA_HOME to an unpacked Kafka distribution.\n" + tail
+            )
+        if libs.exists():
+            shutil.rmtree(libs)
+        (staging / "libs").rename(libs)
+        shutil.rmtree(staging, ignore_errors=True)
+        (target / ".complete").write_text(version)
+    return libs
+
+
+# ---------------------------------------------------------------- the broker process
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _port_taken(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def _server_properties(data_dir: Path, port: int, controller_port: int) -> str:
+    settings = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
+        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+        "controller.listener.names": "CONTROLLER",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "log.dirs": str(data_dir / "logs"),
+        "num.partitions": "1",
+        # One node: every internal topic has one replica, or transactions never become ready.
+        "offsets.topic.replication.factor": "1",
+        "offsets.topic.num.partitions": "4",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "transaction.state.log.num.partitions": "4",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        "group.initial.rebalance.delay.ms": "0",
+        # Short-lived test groups: let the broker notice dead members quickly.
+        "group.consumer.session.timeout.ms": "10000",
+        "group.consumer.min.session.timeout.ms": "3000",
+        "group.min.session.timeout.ms": "3000",
+        "transaction.max.timeout.ms": "900000",
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms": "1000",
+        "log.segment.bytes": str(64 * 1024 * 1024),
+        "log.cleaner.dedupe.buffer.size": str(8 * 1024 * 1024),
+        "auto.create.topics.enable": "false",
+    }
+    return "".join(f"{k}={v}\n" for k, v in settings.items())
+
+
+@dataclass
+class LocalBroker:
+    """A single-node KRaft Kafka on loopback. Use `start()`/`stop()` or as a context manager."""
+
+    data_dir: Path | None = None
+    port: int | None = None
+    heap: str = DEFAULT_HEAP
+    version: str = KAFKA_VERSION
+    ready_timeout: float = 90.0
+    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+    _owns_data_dir: bool = field(default=False, init=False)
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        assert self.data_dir is not None
+        return self.data_dir / "broker.log"
+
+    def start(self, detach: bool = False) -> LocalBroker:
+        java = find_java()
+        classpath = kafka_classpath(self.version)
+        if self.port is not None and _port_taken(self.port):
+            raise BrokerError(
+                f"Port {self.port} on 127.0.0.1 is already in use: stop what holds it "
+                "(`kstream broker stop` if it is an earlier broker) or choose another --port."
+            )
+        self.port = self.port or free_port()
+        controller_port = free_port()
+        if self.data_dir is None:
+            self.data_dir = Path(tempfile.mkdtemp(prefix="kstream-kafka-"))
+            self._owns_data_dir = True
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        props = self.data_dir / "server.properties"
+        props.write_text(_server_properties(self.data_dir, self.port, controller_port))
+        log4j = resources.files("kstream").joinpath("_broker/log4j2.properties")
+        log4j_file = self.data_dir / "log4j2.properties"
+        log4j_file.write_text(log4j.read_text())
+        jvm = [java, *self.heap.split(), "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+               "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={log4j_file}",
+               "-cp", classpath]
+        if not (self.data_dir / "logs" / "meta.properties").exists():
+            cluster_id = uuid.uuid4().hex[:22]
+            fmt = subprocess.run(
+                [*jvm, "kafka.tools.StorageTool", "format", "-t", _kraft_cluster_id(cluster_id),
+                 "-c", str(props), "--ignore-formatted"],
+                capture_output=True, text=True, timeout=120)
+            if fmt.returncode != 0:
+                raise BrokerError("Formatting KRaft storage failed:\n" + fmt.stdout + fmt.stderr)
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [*jvm, "kafka.Kafka", str(props)], stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=detach)
+        log.close()
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.ready_timeout
+        while not _accepts(self.port or 0):
+            self._check_alive()
+            if time.monotonic() > deadline:
+                raise BrokerError(
+                    f"Kafka did not open port {self.port} within {self.ready_timeout:.0f}s. "
+                    f"Broker log tail ({self.log_path}):\n{_log_tail(self.log_path)}")
+            time.sleep(0.1)
+        remaining = max(5.0, deadline - time.monotonic())
+        try:
+            check_transactions(self.bootstrap_servers, timeout=remaining)
+        except Exception as exc:
+            self._check_alive()
+            raise BrokerError(
+                f"Kafka at {self.bootstrap_servers} answered but could not complete a "
+                f"transaction: {exc}. Broker log tail:\n{_log_tail(self.log_path)}") from exc
+
+    def _check_alive(self) -> None:
+        if self.process is not None and self.process.poll() is not None:
+            raise BrokerError(
+                f"Kafka exited with code {self.process.returncode} during start-up. "
+                f"Broker log tail ({self.log_path}):\n{_log_tail(self.log_path)}")
+
+    def stop(self, timeout: float = 20.0) -> None:
+        proc, self.process = self.process, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        if self._owns_data_dir and self.data_dir is not None:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def __enter__(self) -> LocalBroker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _kraft_cluster_id(seed: str) -> str:
+    """KRaft wants a base64url-encoded 16-byte UUID."""
+    import base64
+
+    raw = uuid.UUID(hex=(seed + "0" * 32)[:32]).bytes
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _accepts(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def check_transactions(bootstrap: str, timeout: float = 60.0) -> None:
+    """Prove the cluster is usable for kstream: metadata answers and a transaction commits."""
+    from confluent_kafka import KafkaException, Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    deadline = time.monotonic() + timeout
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.list_topics(timeout=max(1.0, deadline - time.monotonic()))
+    topic = "__kstream_ready"
+    if topic not in admin.list_topics(timeout=10).topics:
+        fut = admin.create_topics([NewTopic(topic, 1, 1)])[topic]
+        with contextlib.suppress(KafkaException):  # created concurrently is fine
+            fut.result(timeout=max(1.0, deadline - time.monotonic()))
+    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": f"kstream-ready-{uuid.uuid4()}",
+                         "log_level": 3})
+    while True:
+        try:
+            producer.init_transactions(max(1.0, deadline - time.monotonic()))
+            producer.begin_transaction()
+            producer.produce(topic, b"ready")
+            producer.commit_transaction(max(1.0, deadline - time.monotonic()))
+            return
+        except KafkaException as exc:
+            if time.monotonic() > deadline or not exc.args[0].retriable():
+                raise
+            time.sleep(0.2)
+
+
+# ---------------------------------------------------------------- the background broker (CLI)
+
+
+def _state_file() -> Path:
+    return cache_root() / "broker.json"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def background_status() -> dict[str, object] | None:
+    """The running background broker's record, or None when there is none."""
+    path = _state_file()
+    if not path.exists():
+        return None
+    info = json.loads(path.read_text())
+    if not _pid_alive(int(info["pid"])):
+        path.unlink(missing_ok=True)
+        return None
+    return info
+
+
+def start_background(port: int | None = None, data_dir: Path | None = None) -> dict[str, object]:
+    """Start a broker that outlives this process; returns its record (bootstrap, pid, log)."""
+    running = background_status()
+    if running:
+        return running
+    if data_dir is None:
+        # Fresh each start: ports are picked anew and KRaft pins the controller's address.
+        data_dir = cache_root() / "broker-data"
+        shutil.rmtree(data_dir, ignore_errors=True)
+    broker = LocalBroker(data_dir=data_dir, port=port)
+    broker.start(detach=True)
+    assert broker.process is not None
+    info: dict[str, object] = {"pid": broker.process.pid, "bootstrap": broker.bootstrap_servers,
+                               "data_dir": str(data_dir), "log": str(broker.log_path)}
+    _state_file().parent.mkdir(parents=True, exist_ok=True)
+    _state_file().write_text(json.dumps(info))
+    broker.process = None  # detached: the CLI process must not stop it on exit
+    return info
+
+
+def stop_background(timeout: float = 20.0) -> bool:
+    info = background_status()
+    if not info:
+        return False
+    pid = int(info["pid"])
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _pid_alive(pid) and time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.1)
+    if _pid_alive(pid):
+        os.kill(pid, signal.SIGKILL)
+    _state_file().unlink(missing_ok=True)
+    return True

@@ -1,0 +1,167 @@
+"""Helpers for tests against a real Kafka cluster: unique topics, produce, read to the end.
+
+Every wait here has a deadline; nothing sleeps to synchronise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ReadRecord:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp: int
+    headers: list[tuple[str, bytes]]
+
+
+def wait_until(condition: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
+    """Poll `condition` until it returns something truthy; raise TimeoutError naming `what`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.1f}s waiting for {what}")
+        time.sleep(interval)
+
+
+@dataclass
+class KafkaCluster:
+    """A handle on the cluster the tests use, with topic/produce/read helpers."""
+
+    bootstrap_servers: str
+    _admin: AdminClient | None = field(default=None, init=False, repr=False)
+
+    @property
+    def admin(self) -> AdminClient:
+        if self._admin is None:
+            self._admin = AdminClient({"bootstrap.servers": self.bootstrap_servers})
+        return self._admin
+
+    def config(self, **extra: object) -> dict[str, object]:
+        return {"bootstrap.servers": self.bootstrap_servers, **extra}
+
+    def unique_name(self, prefix: str = "t") -> str:
+        return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+    def create_topic(self, name: str | None = None, partitions: int = 1,
+                     config: dict[str, str] | None = None, timeout: float = 30.0) -> str:
+        name = name or self.unique_name()
+        fut = self.admin.create_topics(
+            [NewTopic(name, partitions, 1, config=config or {})], operation_timeout=timeout)[name]
+        fut.result(timeout=timeout)
+        wait_until(lambda: self._has_leaders(name, partitions), timeout, f"leaders of {name}")
+        return name
+
+    def _has_leaders(self, topic: str, partitions: int) -> bool:
+        md = self.admin.list_topics(topic, timeout=5).topics.get(topic)
+        if md is None or md.error is not None or len(md.partitions) != partitions:
+            return False
+        return all(p.leader >= 0 for p in md.partitions.values())
+
+    def delete_topics(self, names: Iterable[str], timeout: float = 30.0) -> None:
+        for fut in self.admin.delete_topics(list(names), operation_timeout=timeout).values():
+            with contextlib.suppress(Exception):
+                fut.result(timeout=timeout)
+
+    def produce(self, topic: str, records: Iterable[tuple[bytes | str | None, bytes | str | None]],
+                partition: int | None = None, timestamp: int | None = None,
+                timeout: float = 60.0) -> int:
+        """Produce (key, value) pairs idempotently and wait until all are acknowledged."""
+        producer = Producer(self.config(**{"enable.idempotence": True, "linger.ms": 5}))
+        errors: list[KafkaError] = []
+
+        def on_delivery(err: KafkaError | None, _msg: object) -> None:
+            if err is not None:
+                errors.append(err)
+
+        count = 0
+        for key, value in records:
+            kwargs: dict[str, object] = {"key": key, "value": value, "on_delivery": on_delivery}
+            if partition is not None:
+                kwargs["partition"] = partition
+            if timestamp is not None:
+                kwargs["timestamp"] = timestamp
+            while True:
+                try:
+                    producer.produce(topic, **kwargs)  # type: ignore[arg-type]
+                    break
+                except BufferError:
+                    producer.poll(0.1)
+            count += 1
+        remaining = producer.flush(timeout)
+        if remaining or errors:
+            raise RuntimeError(f"produce to {topic}: {remaining} unacknowledged, errors {errors[:3]}")
+        return count
+
+    def read_topic(self, topic: str, timeout: float = 60.0, isolation: str = "read_committed",
+                   min_count: int = 0) -> list[ReadRecord]:
+        """Read every partition from the beginning to its end (the LSO under read_committed).
+
+        With `min_count`, keep reading until at least that many records arrived and every
+        partition reached its end; raise TimeoutError on the deadline.
+        """
+        return list(self.iter_topic(topic, timeout, isolation, min_count))
+
+    def iter_topic(self, topic: str, timeout: float, isolation: str,
+                   min_count: int) -> Iterator[ReadRecord]:
+        md = self.admin.list_topics(topic, timeout=10).topics[topic]
+        partitions = sorted(md.partitions)
+        consumer = Consumer(self.config(**{
+            "group.id": f"kstream-reader-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
+            "isolation.level": isolation, "enable.partition.eof": True,
+            "auto.offset.reset": "earliest"}))
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        deadline = time.monotonic() + timeout
+        at_end: set[int] = set()
+        count = 0
+        try:
+            while len(at_end) < len(partitions) or count < min_count:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"reading {topic}: {count} records (wanted {min_count}), "
+                        f"{len(at_end)}/{len(partitions)} partitions at end after {timeout:.0f}s")
+                for msg in consumer.consume(1000, 0.2):
+                    err = msg.error()
+                    if err is not None:
+                        if err.code() == KafkaError._PARTITION_EOF:
+                            at_end.add(msg.partition())
+                            continue
+                        raise RuntimeError(f"reading {topic}: {err}")
+                    at_end.discard(msg.partition())
+                    count += 1
+                    yield ReadRecord(topic, msg.partition(), msg.offset(), msg.key(), msg.value(),
+                                     msg.timestamp()[1], list(msg.headers() or []))
+        finally:
+            consumer.close()
+
+    def committed_offsets(self, group: str, topic: str) -> dict[int, int]:
+        """The group's committed offset per partition (-1001 when none)."""
+        md = self.admin.list_topics(topic, timeout=10).topics[topic]
+        consumer = Consumer(self.config(**{"group.id": group, "enable.auto.commit": False}))
+        try:
+            tps = consumer.committed([TopicPartition(topic, p) for p in md.partitions], timeout=20)
+        finally:
+            consumer.close()
+        return {tp.partition: tp.offset for tp in tps}
+
+
+def bootstrap_from_env() -> str | None:
+    return os.environ.get("KSTREAM_BOOTSTRAP_SERVERS") or None

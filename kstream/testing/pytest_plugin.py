@@ -1,0 +1,44 @@
+"""pytest plugin: a session-wide real Kafka cluster and per-test helpers.
+
+Registered through the `pytest11` entry point, so any project that installs kstream gets the
+`kafka` fixture.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kstream.testing.cluster import provide_cluster
+from kstream.testing.kafka import KafkaCluster
+
+
+@pytest.fixture(scope="session")
+def kafka() -> Iterator[KafkaCluster]:
+    """The real Kafka cluster for this test session (env, Docker, or the local launcher)."""
+    with provide_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def topic_factory(kafka: KafkaCluster) -> Iterator[object]:
+    """Create uniquely named topics for one test; they are deleted afterwards."""
+    created: list[str] = []
+
+    def make(partitions: int = 1, prefix: str = "t", config: dict[str, str] | None = None) -> str:
+        name = kafka.create_topic(kafka.unique_name(prefix), partitions, config)
+        created.append(name)
+        return name
+
+    yield make
+    if created:
+        kafka.delete_topics(created)
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "state"
+    path.mkdir()
+    return path
