@@ -1,3 +1,28 @@
-"""kstream: Kafka-native stream processing for Python."""
+"""kstream: Kafka-native stream processing for Python.
+
+The public API is what this module exports; everything in underscore modules and in
+`kstream.runtime` is internal.
+"""
+
+from kstream.app import App
+from kstream.config import AT_LEAST_ONCE, AT_MOST_ONCE, EXACTLY_ONCE, AppConfig, ConfigError
+from kstream.dsl import BranchedStream, Stream, StreamBuilder
+from kstream.errors import KStreamError, MissingTopicsError, RecordError
+from kstream.processor import (
+    STREAM_TIME,
+    WALL_CLOCK_TIME,
+    Processor,
+    ProcessorContext,
+    PunctuationType,
+)
+from kstream.record import Record
+from kstream.topology import Topology, TopologyError
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "AT_LEAST_ONCE", "AT_MOST_ONCE", "EXACTLY_ONCE", "STREAM_TIME", "WALL_CLOCK_TIME",
+    "App", "AppConfig", "BranchedStream", "ConfigError", "KStreamError", "MissingTopicsError",
+    "Processor", "ProcessorContext", "PunctuationType", "Record", "RecordError", "Stream",
+    "StreamBuilder", "Topology", "TopologyError",
+]

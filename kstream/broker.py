@@ -20,17 +20,20 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import TypeVar
 
 KAFKA_VERSION = "4.1.1"
 MIN_JAVA = 17
 DEFAULT_HEAP = "-Xms128m -Xmx512m"
+T = TypeVar("T")
 
 
 class BrokerError(RuntimeError):
-    """The local broker could not be resolved, started or stopped; the message says how to fix it."""
+    """The local broker could not be resolved, started or stopped; the message says how to fix."""
 
 
 def cache_root() -> Path:
@@ -52,14 +55,25 @@ def _log_tail(path: Path, lines: int = 40) -> str:
 def find_java() -> str:
     """Return the java executable, checking it is at least Java 17 (Kafka 4 brokers need it)."""
     home = os.environ.get("JAVA_HOME")
-    java = str(Path(home) / "bin" / "java") if home else shutil.which("java")
-    if not java or not Path(java).exists():
+    if home and not (Path(home) / "bin" / "java").exists():
         raise BrokerError(
-            "Java not found: the local Kafka broker needs Java 17 or newer. "
+            f"Java not found: JAVA_HOME={home} has no bin/java. Point JAVA_HOME at a Java "
+            f"{MIN_JAVA}+ installation or unset it to use `java` from PATH."
+        )
+    java = str(Path(home) / "bin" / "java") if home else shutil.which("java")
+    if not java:
+        raise BrokerError(
+            f"Java not found: the local Kafka broker needs Java {MIN_JAVA} or newer. "
             "Install it (e.g. `apt-get install openjdk-17-jre-headless`) or set JAVA_HOME, "
             "or point KSTREAM_BOOTSTRAP_SERVERS at a running Kafka cluster."
         )
-    out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=60)
+    try:
+        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BrokerError(
+            f"{java} -version failed ({exc}): install a working Java {MIN_JAVA}+ "
+            "or set JAVA_HOME to one."
+        ) from exc
     match = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
     major = int(match.group(1)) if match else 0
     if major == 1 and match and match.group(2):
@@ -86,17 +100,41 @@ def kafka_classpath(version: str = KAFKA_VERSION) -> str:
     return str(resolve_jars(version) / "*")
 
 
+def _required_jars(version: str) -> list[str]:
+    return [f"kafka_2.13-{version}.jar", f"kafka-clients-{version}.jar",
+            f"kafka-server-{version}.jar", f"kafka-raft-{version}.jar"]
+
+
+def _cache_complete(target: Path, version: str) -> bool:
+    """True when the cache's marker exists and every jar it lists (or the core jars) is there."""
+    marker = target / ".complete"
+    try:
+        lines = marker.read_text().split()
+    except OSError:
+        return False
+    if not lines or lines[0] != version:
+        return False
+    jars = lines[1:] or _required_jars(version)
+    libs = target / "libs"
+    return all((libs / jar).is_file() for jar in jars)
+
+
 def resolve_jars(version: str = KAFKA_VERSION) -> Path:
-    """Resolve the server jars with mvn into the cache, once; concurrent callers wait on a lock."""
+    """Resolve the server jars with mvn into the cache, once; concurrent callers wait on a lock.
+
+    A cache whose marker or jars are missing (an interrupted resolution, a cleaned-out libs
+    directory) is resolved again rather than started from.
+    """
     target = cache_root() / f"kafka-{version}"
     libs = target / "libs"
-    if (target / ".complete").exists():
+    if _cache_complete(target, version):
         return libs
     target.mkdir(parents=True, exist_ok=True)
     with open(target / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if (target / ".complete").exists():
+        if _cache_complete(target, version):
             return libs
+        (target / ".complete").unlink(missing_ok=True)
         mvn = shutil.which("mvn")
         if not mvn:
             raise BrokerError(
@@ -105,26 +143,39 @@ def resolve_jars(version: str = KAFKA_VERSION) -> Path:
                 "or KSTREAM_BOOTSTRAP_SERVERS to a running cluster."
             )
         staging = Path(tempfile.mkdtemp(prefix="libs-", dir=target))
-        pom = staging / "pom.xml"
-        pom_text = resources.files("kstream").joinpath("_broker/pom.xml").read_text()
-        pom.write_text(pom_text.replace(f"<kafka.version>{KAFKA_VERSION}<", f"<kafka.version>{version}<"))
-        cmd = [mvn, "-B", "-q", "-f", str(pom), "dependency:copy-dependencies",
-               f"-DoutputDirectory={staging / 'libs'}", "-DincludeScope=runtime"]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
-        if proc.returncode != 0 or not any((staging / "libs").glob("kafka_*.jar")):
-            tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-30:])
+        try:
+            _run_maven(mvn, version, staging)
+            if libs.exists():
+                shutil.rmtree(libs)
+            (staging / "libs").rename(libs)
+        finally:
             shutil.rmtree(staging, ignore_errors=True)
-            raise BrokerError(
-                f"Maven could not resolve Apache Kafka {version} (exit {proc.returncode}). "
-                "Check network access to Maven Central and ~/.m2/settings.xml, then retry; "
-                "or set KSTREAM_KAFKA_HOME to an unpacked Kafka distribution.\n" + tail
-            )
-        if libs.exists():
-            shutil.rmtree(libs)
-        (staging / "libs").rename(libs)
-        shutil.rmtree(staging, ignore_errors=True)
-        (target / ".complete").write_text(version)
+        jars = sorted(p.name for p in libs.glob("*.jar"))
+        (target / ".complete").write_text("\n".join([version, *jars]) + "\n")
     return libs
+
+
+def _run_maven(mvn: str, version: str, staging: Path) -> None:
+    pom = staging / "pom.xml"
+    pom_text = resources.files("kstream").joinpath("_broker/pom.xml").read_text()
+    pom.write_text(pom_text.replace(f"<kafka.version>{KAFKA_VERSION}<",
+                                    f"<kafka.version>{version}<"))
+    cmd = [mvn, "-B", "-q", "-f", str(pom), "dependency:copy-dependencies",
+           f"-DoutputDirectory={staging / 'libs'}", "-DincludeScope=runtime"]
+    fix = ("Check network access to Maven Central and ~/.m2/settings.xml, then retry; "
+           "or set KSTREAM_KAFKA_HOME to an unpacked Kafka distribution.")
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BrokerError(f"Maven could not resolve Apache Kafka {version}: {exc}. {fix}") from exc
+    resolved = (staging / "libs").is_dir() and all(
+        (staging / "libs" / jar).is_file() for jar in _required_jars(version))
+    if proc.returncode != 0 or not resolved:
+        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-30:])
+        raise BrokerError(
+            f"Maven could not resolve Apache Kafka {version} (mvn exit {proc.returncode}). "
+            f"{fix}\n{tail}"
+        )
 
 
 # ---------------------------------------------------------------- the broker process
@@ -209,13 +260,22 @@ class LocalBroker:
                 "(`kstream broker stop` if it is an earlier broker) or choose another --port."
             )
         self.port = self.port or free_port()
-        controller_port = free_port()
         if self.data_dir is None:
             self.data_dir = Path(tempfile.mkdtemp(prefix="kstream-kafka-"))
             self._owns_data_dir = True
+        try:
+            self._launch(java, classpath, detach)
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _launch(self, java: str, classpath: str, detach: bool) -> None:
+        assert self.data_dir is not None and self.port is not None
         self.data_dir.mkdir(parents=True, exist_ok=True)
         props = self.data_dir / "server.properties"
-        props.write_text(_server_properties(self.data_dir, self.port, controller_port))
+        props.write_text(_server_properties(self.data_dir, self.port, free_port()))
         log4j = resources.files("kstream").joinpath("_broker/log4j2.properties")
         log4j_file = self.data_dir / "log4j2.properties"
         log4j_file.write_text(log4j.read_text())
@@ -223,24 +283,26 @@ class LocalBroker:
                "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={log4j_file}",
                "-cp", classpath]
         if not (self.data_dir / "logs" / "meta.properties").exists():
-            cluster_id = uuid.uuid4().hex[:22]
-            fmt = subprocess.run(
-                [*jvm, "kafka.tools.StorageTool", "format", "-t", _kraft_cluster_id(cluster_id),
-                 "-c", str(props), "--ignore-formatted"],
-                capture_output=True, text=True, timeout=120)
+            cluster_id = _kraft_cluster_id(uuid.uuid4().hex[:22])
+            try:
+                fmt = subprocess.run(
+                    [*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id,
+                     "-c", str(props), "--ignore-formatted"],
+                    capture_output=True, text=True, timeout=120)
+            except subprocess.TimeoutExpired as exc:
+                raise BrokerError(
+                    f"Formatting KRaft storage in {self.data_dir} took over 120s: check the "
+                    "machine's load and free memory, then retry.") from exc
             if fmt.returncode != 0:
-                raise BrokerError("Formatting KRaft storage failed:\n" + fmt.stdout + fmt.stderr)
-        log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            [*jvm, "kafka.Kafka", str(props)], stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=detach)
-        log.close()
-        try:
-            self._wait_ready()
-        except BaseException:
-            self.stop()
-            raise
-        return self
+                raise BrokerError(
+                    f"Formatting KRaft storage in {self.data_dir} failed (exit {fmt.returncode});"
+                    " check the JVM options (heap) and that the directory is writable:\n"
+                    + fmt.stdout + fmt.stderr)
+        # The child keeps its own copy of the descriptor; ours is closed when Popen returns.
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [*jvm, "kafka.Kafka", str(props)], stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=detach)
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.ready_timeout
@@ -253,7 +315,9 @@ class LocalBroker:
             time.sleep(0.1)
         remaining = max(5.0, deadline - time.monotonic())
         try:
-            check_transactions(self.bootstrap_servers, timeout=remaining)
+            check_transactions(self.bootstrap_servers, timeout=remaining, alive=self._check_alive)
+        except BrokerError:
+            raise
         except Exception as exc:
             self._check_alive()
             raise BrokerError(
@@ -263,7 +327,9 @@ class LocalBroker:
     def _check_alive(self) -> None:
         if self.process is not None and self.process.poll() is not None:
             raise BrokerError(
-                f"Kafka exited with code {self.process.returncode} during start-up. "
+                f"Kafka exited with code {self.process.returncode} during start-up; the log "
+                f"below says why (a clashing port or a data dir from another cluster are usual; "
+                f"remove {self.data_dir} if it is stale). "
                 f"Broker log tail ({self.log_path}):\n{_log_tail(self.log_path)}")
 
     def stop(self, timeout: float = 20.0) -> None:
@@ -299,32 +365,48 @@ def _accepts(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def check_transactions(bootstrap: str, timeout: float = 60.0) -> None:
-    """Prove the cluster is usable for kstream: metadata answers and a transaction commits."""
-    from confluent_kafka import KafkaException, Producer
+def check_transactions(bootstrap: str, timeout: float = 60.0,
+                       alive: Callable[[], None] | None = None) -> None:
+    """Prove the cluster is usable for kstream: metadata answers and a transaction commits.
+
+    `alive` is called between attempts (each at most a few seconds) and may raise to give up
+    early, e.g. when the broker process being waited for has exited.
+    """
+    from confluent_kafka import KafkaError, KafkaException, Producer
     from confluent_kafka.admin import AdminClient, NewTopic
 
     deadline = time.monotonic() + timeout
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    admin.list_topics(timeout=max(1.0, deadline - time.monotonic()))
+    unreachable = (KafkaError._TIMED_OUT, KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN)
+
+    def attempt_timeout() -> float:
+        return max(1.0, min(5.0, deadline - time.monotonic()))
+
+    def retrying(op: Callable[[], T]) -> T:
+        while True:
+            try:
+                return op()
+            except KafkaException as exc:
+                err = exc.args[0]
+                if time.monotonic() > deadline or not (
+                        err.retriable() or err.code() in unreachable):
+                    raise
+            if alive is not None:
+                alive()
+            time.sleep(0.2)
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
     topic = "__kstream_ready"
-    if topic not in admin.list_topics(timeout=10).topics:
+    topics = retrying(lambda: admin.list_topics(timeout=attempt_timeout())).topics
+    if topic not in topics:
         fut = admin.create_topics([NewTopic(topic, 1, 1)])[topic]
         with contextlib.suppress(KafkaException):  # created concurrently is fine
             fut.result(timeout=max(1.0, deadline - time.monotonic()))
-    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": f"kstream-ready-{uuid.uuid4()}",
-                         "log_level": 3})
-    while True:
-        try:
-            producer.init_transactions(max(1.0, deadline - time.monotonic()))
-            producer.begin_transaction()
-            producer.produce(topic, b"ready")
-            producer.commit_transaction(max(1.0, deadline - time.monotonic()))
-            return
-        except KafkaException as exc:
-            if time.monotonic() > deadline or not exc.args[0].retriable():
-                raise
-            time.sleep(0.2)
+    producer = Producer({"bootstrap.servers": bootstrap, "log_level": 3,
+                         "transactional.id": f"kstream-ready-{uuid.uuid4()}"})
+    retrying(lambda: producer.init_transactions(attempt_timeout()))
+    producer.begin_transaction()
+    producer.produce(topic, b"ready")
+    retrying(lambda: producer.commit_transaction(attempt_timeout()))
 
 
 # ---------------------------------------------------------------- the background broker (CLI)
@@ -335,22 +417,41 @@ def _state_file() -> Path:
 
 
 def _pid_alive(pid: int) -> bool:
+    """True while `pid` runs; a zombie (exited, not yet reaped) counts as gone."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no procfs (macOS): kill(0) is all we know
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
+
+
+def _is_broker(pid: int) -> bool:
+    """Guard against a recycled pid: on Linux, check the process is a Kafka JVM."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True
+    return b"kafka.Kafka" in cmdline
 
 
 def background_status() -> dict[str, object] | None:
     """The running background broker's record, or None when there is none."""
     path = _state_file()
-    if not path.exists():
+    try:
+        info = json.loads(path.read_text())
+        pid = int(info["pid"])
+    except FileNotFoundError:
         return None
-    info = json.loads(path.read_text())
-    if not _pid_alive(int(info["pid"])):
+    except (OSError, ValueError, KeyError, TypeError):
+        path.unlink(missing_ok=True)  # unreadable record: nothing we can manage
+        return None
+    if not (_pid_alive(pid) and _is_broker(pid)):
         path.unlink(missing_ok=True)
         return None
     return info
@@ -377,17 +478,20 @@ def start_background(port: int | None = None, data_dir: Path | None = None) -> d
 
 
 def stop_background(timeout: float = 20.0) -> bool:
+    """Stop the background broker (SIGTERM, then SIGKILL after `timeout`); False if none ran."""
     info = background_status()
     if not info:
         return False
     pid = int(info["pid"])
-    os.kill(pid, signal.SIGTERM)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while _pid_alive(pid) and time.monotonic() < deadline:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
         time.sleep(0.1)
     if _pid_alive(pid):
-        os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     _state_file().unlink(missing_ok=True)
     return True

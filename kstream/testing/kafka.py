@@ -108,7 +108,8 @@ class KafkaCluster:
             count += 1
         remaining = producer.flush(timeout)
         if remaining or errors:
-            raise RuntimeError(f"produce to {topic}: {remaining} unacknowledged, errors {errors[:3]}")
+            raise RuntimeError(
+                f"produce to {topic}: {remaining} unacknowledged, errors {errors[:3]}")
         return count
 
     def read_topic(self, topic: str, timeout: float = 60.0, isolation: str = "read_committed",

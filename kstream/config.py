@@ -1,0 +1,131 @@
+"""Application configuration: one frozen, validated object, built from kwargs and environment."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+AT_MOST_ONCE = "at_most_once"
+AT_LEAST_ONCE = "at_least_once"
+EXACTLY_ONCE = "exactly_once"
+GUARANTEES = (AT_MOST_ONCE, AT_LEAST_ONCE, EXACTLY_ONCE)
+
+ERROR_FAIL = "fail"
+ERROR_DEAD_LETTER = "dead_letter"
+ERROR_POLICIES = (ERROR_FAIL, ERROR_DEAD_LETTER)
+
+# Settings kstream owns; passing them through would break its guarantees.
+_RESERVED_CONSUMER = {"enable.auto.commit", "enable.auto.offset.store", "isolation.level",
+                      "group.id", "bootstrap.servers"}
+_RESERVED_PRODUCER = {"transactional.id", "enable.idempotence", "bootstrap.servers"}
+_APP_ID = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; raised at start-up, before anything touches Kafka."""
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """Everything an App needs to run. Environment variables `KSTREAM_<FIELD>` fill unset fields."""
+
+    application_id: str
+    bootstrap_servers: str
+    processing_guarantee: str = AT_LEAST_ONCE
+    commit_interval_ms: int | None = None  # default: 100 under exactly-once, else 1000
+    state_dir: Path = field(default_factory=lambda: Path(os.environ.get(
+        "KSTREAM_STATE_DIR", Path.home() / ".local" / "state" / "kstream")))
+    error_policy: str = ERROR_FAIL
+    batch_size: int = 1000
+    poll_timeout_ms: int = 100
+    transaction_timeout_ms: int = 10_000
+    session_timeout_ms: int = 10_000
+    auto_offset_reset: str = "earliest"
+    auto_create_topics: bool = False
+    topic_partitions: int = 1
+    shutdown_timeout_ms: int = 30_000
+    consumer_config: dict[str, Any] = field(default_factory=dict)
+    producer_config: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.application_id or not _APP_ID.match(self.application_id):
+            raise ConfigError(
+                f"application_id {self.application_id!r} must be 1-200 characters of "
+                "letters, digits, '.', '_' or '-' (it names the group and internal topics)")
+        if not self.bootstrap_servers:
+            raise ConfigError("bootstrap_servers is required (or set KSTREAM_BOOTSTRAP_SERVERS)")
+        if self.processing_guarantee not in GUARANTEES:
+            raise ConfigError(f"processing_guarantee {self.processing_guarantee!r} must be one "
+                              f"of {', '.join(GUARANTEES)}")
+        if self.error_policy not in ERROR_POLICIES:
+            raise ConfigError(f"error_policy {self.error_policy!r} must be one of "
+                              f"{', '.join(ERROR_POLICIES)}")
+        for name in ("batch_size", "poll_timeout_ms", "transaction_timeout_ms",
+                     "session_timeout_ms", "topic_partitions", "shutdown_timeout_ms"):
+            if int(getattr(self, name)) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if self.commit_interval_ms is not None and self.commit_interval_ms < 0:
+            raise ConfigError("commit_interval_ms must be >= 0")
+        if self.auto_offset_reset not in ("earliest", "latest"):
+            raise ConfigError("auto_offset_reset must be 'earliest' or 'latest'")
+        for key in self.consumer_config:
+            if key in _RESERVED_CONSUMER:
+                raise ConfigError(f"consumer_config may not set {key!r}: kstream manages it")
+        for key in self.producer_config:
+            if key in _RESERVED_PRODUCER:
+                raise ConfigError(f"producer_config may not set {key!r}: kstream manages it")
+        object.__setattr__(self, "state_dir", Path(self.state_dir))
+
+    @property
+    def exactly_once(self) -> bool:
+        return self.processing_guarantee == EXACTLY_ONCE
+
+    @property
+    def effective_commit_interval_ms(self) -> int:
+        if self.commit_interval_ms is not None:
+            return self.commit_interval_ms
+        return 100 if self.exactly_once else 1000
+
+    @property
+    def dlq_topic(self) -> str:
+        return f"{self.application_id}-dlq"
+
+    def replace(self, **changes: Any) -> AppConfig:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: Any) -> AppConfig:
+        """Build from keyword arguments; `KSTREAM_<NAME>` environment variables fill the rest.
+
+        Unknown keyword names are an error (a typo must not silently fall back to a default).
+        """
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(kwargs) - set(names))
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(unknown)}; "
+                              f"known: {', '.join(sorted(names))}")
+        values = dict(kwargs)
+        for name, f in names.items():
+            env = os.environ.get(f"KSTREAM_{name.upper()}")
+            if name not in values and env is not None and f.type in ("str", "int", "bool",
+                                                                         "int | None"):
+                values[name] = _parse_env(env, str(f.type), name)
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            raise ConfigError(str(exc)) from None
+
+
+def _parse_env(raw: str, typ: str, name: str) -> Any:
+    try:
+        if typ.startswith("int"):
+            return int(raw)
+        if typ == "bool":
+            return raw.lower() in ("1", "true", "yes", "on")
+    except ValueError:
+        raise ConfigError(f"KSTREAM_{name.upper()}={raw!r} is not a valid {typ}") from None
+    return raw

@@ -1,0 +1,20 @@
+"""Engine counters: plain integers bumped per batch, read by logs and the metrics endpoint."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass
+class EngineStats:
+    records_in: int = 0
+    records_out: int = 0
+    commits: int = 0
+    aborts: int = 0
+    rebalances: int = 0
+    dead_lettered: int = 0
+    errors: int = 0
+    lag: int = 0
+
+    def snapshot(self) -> dict[str, int]:
+        return asdict(self)

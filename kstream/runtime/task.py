@@ -1,0 +1,223 @@
+"""A task: one partition of one sub-topology, with its own processor instances and stores.
+
+The same Task runs under the Kafka engine and under the TopologyTestDriver: both hand it
+message-like objects and a record collector, so there is one processing path.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from kstream.dsl._ops import SinkOp
+from kstream.errors import (
+    STAGE_DESERIALIZE,
+    STAGE_PROCESS,
+    STAGE_TIMESTAMP,
+    KStreamError,
+    RecordError,
+)
+from kstream.processor import Processor, ProcessorContext, PunctuationType
+from kstream.record import Record
+from kstream.runtime.punctuation import Punctuator, PunctuationSchedule
+from kstream.topology import ProcessorNode, SinkNode, SourceNode, SubTopology, Topology
+from serdes import SerdeContext
+
+
+class Message(Protocol):
+    """What a task reads: confluent_kafka.Message, or the test driver's equivalent."""
+
+    def topic(self) -> str | None: ...
+    def partition(self) -> int | None: ...
+    def offset(self) -> int | None: ...
+    def key(self) -> bytes | None: ...
+    def value(self) -> bytes | None: ...
+    def timestamp(self) -> tuple[int, int]: ...
+    def headers(self) -> list[tuple[str, bytes]] | None: ...
+
+
+class RecordCollector(Protocol):
+    """Where sinks send serialized records (the producer, or the test driver's outputs)."""
+
+    def send(self, topic: str, key: bytes | None, value: bytes | None, timestamp: int,
+             headers: list[tuple[str, bytes]] | None, partition: int = -1) -> None: ...
+
+    def partition_count(self, topic: str) -> int: ...
+
+
+class Task:
+    """Processor instances of one sub-topology for one partition number."""
+
+    def __init__(self, application_id: str, topology: Topology, sub: SubTopology, partition: int,
+                 collector: RecordCollector, stores: dict[str, Any] | None = None,
+                 clock: Callable[[], int] | None = None) -> None:
+        self.application_id = application_id
+        self.sub = sub
+        self.partition = partition
+        self.task_id = f"{sub.index}_{partition}"
+        self.collector = collector
+        self.stores: dict[str, Any] = stores or {}
+        self.stream_time = -1
+        self._clock = clock or (lambda: int(time.time() * 1000))
+        self._store_users: dict[str, set[str]] = {}
+        self.punctuation = PunctuationSchedule()
+        self._processors: dict[str, Processor] = {}
+        self._handlers: dict[str, Callable[[Message], None]] = {}
+        self._build(topology)
+
+    # -- construction --------------------------------------------------------------------------
+    def _build(self, topology: Topology) -> None:
+        contexts: dict[str, ProcessorContext] = {}
+        sources: list[SourceNode] = []
+        for name in self.sub.nodes:
+            node = topology.nodes[name]
+            if isinstance(node, SourceNode):
+                sources.append(node)
+                continue
+            if isinstance(node, SinkNode):
+                self._processors[name] = SinkOp(node)
+            else:
+                assert isinstance(node, ProcessorNode)
+                self._processors[name] = node.supplier()
+                for store in node.stores:
+                    self._store_users.setdefault(store, set()).add(name)
+            contexts[name] = ProcessorContext(self, name)
+        # Children before parents, so a parent's init can bind its children's process methods.
+        for name in reversed(_topological(topology, self.sub.nodes)):
+            if name not in self._processors:
+                continue
+            contexts[name]._connect({kid: self._processors[kid].process
+                                     for kid in topology.children[name]})
+            self._processors[name].init(contexts[name])
+        for source in sources:
+            downstream = _fan_out([self._processors[kid].process
+                                   for kid in topology.children[source.name]])
+            for topic in source.topics:
+                self._handlers[topic] = self._source_handler(source, topic, downstream)
+
+    def _source_handler(self, source: SourceNode, topic: str,
+                        downstream: Callable[[Record], None]) -> Callable[[Message], None]:
+        ctx = SerdeContext(topic=topic, partition=self.partition)
+        key_de = source.key_serde.deserialize
+        value_de = source.value_serde.deserialize
+        extractor = source.timestamp_extractor
+        partition = self.partition
+        task = self
+
+        def handle(msg: Message) -> None:
+            offset = msg.offset()
+            headers = msg.headers()
+            ctx.offset = offset
+            ctx.headers = headers
+            try:
+                ctx.is_key = True
+                key = key_de(msg.key(), ctx)
+                ctx.is_key = False
+                value = value_de(msg.value(), ctx)
+            except Exception as exc:
+                raise RecordError(STAGE_DESERIALIZE, topic, partition, offset or -1, exc) from exc
+            record = Record(key, value, msg.timestamp()[1], headers, topic, partition, offset)
+            if extractor is not None:
+                try:
+                    ts = int(extractor(record, task.stream_time))
+                except Exception as exc:
+                    raise RecordError(STAGE_TIMESTAMP, topic, partition, offset or -1,
+                                      exc) from exc
+                record.timestamp = ts
+            if record.timestamp < 0:
+                raise RecordError(STAGE_TIMESTAMP, topic, partition, offset or -1,
+                                  ValueError(f"invalid timestamp {record.timestamp}"))
+            if record.timestamp > task.stream_time:
+                task.stream_time = record.timestamp
+            try:
+                downstream(record)
+            except KStreamError:  # engine-level failures are not the record's fault
+                raise
+            except Exception as exc:
+                raise RecordError(STAGE_PROCESS, topic, partition, offset or -1, exc) from exc
+            if task.punctuation.stream_time_due(task.stream_time):
+                task.punctuate_stream_time()
+
+        return handle
+
+    # -- processing ----------------------------------------------------------------------------
+    def process(self, msg: Message) -> None:
+        """Run one input record through the sub-topology. Raises RecordError naming the record."""
+        self._handlers[msg.topic()](msg)  # type: ignore[index]
+
+    def handler(self, topic: str) -> Callable[[Message], None]:
+        return self._handlers[topic]
+
+    def schedule(self, interval_ms: int, kind: PunctuationType,
+                 callback: Callable[[int], None]) -> Punctuator:
+        now = self.stream_time if kind is PunctuationType.STREAM_TIME else self.wall_clock_ms()
+        return self.punctuation.add(interval_ms, kind, callback, now)
+
+    def punctuate_stream_time(self) -> None:
+        self.punctuation.fire(PunctuationType.STREAM_TIME, self.stream_time)
+
+    def punctuate_wall_clock(self) -> None:
+        self.punctuation.fire(PunctuationType.WALL_CLOCK_TIME, self.wall_clock_ms())
+
+    def wall_clock_ms(self) -> int:
+        return self._clock()
+
+    def get_store(self, name: str, processor: str) -> Any:
+        if processor not in self._store_users.get(name, ()):
+            raise KeyError(f"processor {processor!r} is not connected to store {name!r}; "
+                           "connect it with Topology.connect_store or Stream.process(..., store)")
+        return self.stores[name]
+
+    # -- commit hooks (see kstream.runtime.commit for the order) --------------------------------
+    def prepare_commit(self) -> None:
+        """Send the stores' buffered writes to their changelogs (inside the transaction)."""
+        for store in self.stores.values():
+            store.prepare_commit(self.collector)
+
+    def after_commit(self) -> None:
+        """Kafka accepted the commit: apply buffered writes to the local stores."""
+        for store in self.stores.values():
+            store.after_commit()
+
+    def discard_uncommitted(self) -> None:
+        """The transaction was aborted: forget buffered writes; the input is replayed."""
+        for store in self.stores.values():
+            store.discard_uncommitted()
+
+    def close(self) -> None:
+        for proc in self._processors.values():
+            proc.close()
+        for store in self.stores.values():
+            store.close()
+
+
+def _fan_out(targets: list[Callable[[Record], None]]) -> Callable[[Record], None]:
+    if len(targets) == 1:
+        return targets[0]
+
+    def fan(record: Record) -> None:
+        for child in targets[:-1]:
+            child(record.copy())
+        if targets:
+            targets[-1](record)
+
+    return fan
+
+
+def _topological(topology: Topology, names: list[str]) -> list[str]:
+    """Nodes ordered parents-first (the graph is acyclic by construction)."""
+    order: list[str] = []
+    seen: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in seen:
+            return
+        seen.add(name)
+        for parent in topology.parents[name]:
+            visit(parent)
+        order.append(name)
+
+    for name in names:
+        visit(name)
+    return order

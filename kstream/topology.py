@@ -1,0 +1,234 @@
+"""The processing graph: sources, processors, sinks and stores, split into sub-topologies.
+
+Node names are the identity of operators (and of their state and metrics), so they must be
+unique and stable; the DSL generates them only for stateless operators.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kstream.processor import Processor
+from kstream.record import Record
+from serdes import Serde, resolve
+
+TimestampExtractor = Callable[[Record, int], int]
+"""(record with deserialized key/value, partition's stream time) -> event time in ms."""
+
+Partitioner = Callable[[Any, Any, int], int]
+"""(key, value, number of partitions) -> partition."""
+
+TopicChooser = Callable[[Record], str]
+
+
+class TopologyError(ValueError):
+    """The topology is malformed: a duplicate name, a missing parent, an unknown store."""
+
+
+@dataclass
+class SourceNode:
+    name: str
+    topics: list[str]
+    key_serde: Serde
+    value_serde: Serde
+    timestamp_extractor: TimestampExtractor | None = None
+
+
+@dataclass
+class ProcessorNode:
+    name: str
+    supplier: Callable[[], Processor]
+    stores: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SinkNode:
+    name: str
+    topic: str | TopicChooser
+    key_serde: Serde
+    value_serde: Serde
+    partitioner: Partitioner | None = None
+
+
+Node = SourceNode | ProcessorNode | SinkNode
+
+
+@dataclass
+class SubTopology:
+    """A connected part of the graph; it runs as one task per input partition."""
+
+    index: int
+    nodes: list[str]
+    source_topics: list[str]
+    stores: list[str]
+
+
+class Topology:
+    """Build with `add_source`/`add_processor`/`add_sink`, or through `StreamBuilder`."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, Node] = {}
+        self.children: dict[str, list[str]] = {}
+        self.parents: dict[str, list[str]] = {}
+        self.stores: dict[str, Any] = {}  # name -> store builder (see kstream.state)
+        self._topic_to_source: dict[str, str] = {}
+
+    # -- building ------------------------------------------------------------------------------
+    def _add(self, node: Node, parents: Iterable[str]) -> None:
+        if node.name in self.nodes:
+            raise TopologyError(f"a node named {node.name!r} already exists")
+        parents = list(parents)
+        for parent in parents:
+            if parent not in self.nodes:
+                raise TopologyError(f"{node.name!r}: parent {parent!r} does not exist")
+            if isinstance(self.nodes[parent], SinkNode):
+                raise TopologyError(f"{node.name!r}: parent {parent!r} is a sink")
+        self.nodes[node.name] = node
+        self.children[node.name] = []
+        self.parents[node.name] = parents
+        for parent in parents:
+            self.children[parent].append(node.name)
+
+    def add_source(self, name: str, topics: str | Iterable[str], key_serde: Any = None,
+                   value_serde: Any = None,
+                   timestamp_extractor: TimestampExtractor | None = None) -> Topology:
+        topic_list = [topics] if isinstance(topics, str) else list(topics)
+        if not topic_list:
+            raise TopologyError(f"source {name!r} names no topic")
+        for topic in topic_list:
+            if topic in self._topic_to_source:
+                raise TopologyError(
+                    f"topic {topic!r} is already read by source {self._topic_to_source[topic]!r}")
+        self._add(SourceNode(name, topic_list, resolve(key_serde), resolve(value_serde),
+                             timestamp_extractor), [])
+        for topic in topic_list:
+            self._topic_to_source[topic] = name
+        return self
+
+    def add_processor(self, name: str, supplier: Callable[[], Processor], *parents: str,
+                      stores: Iterable[str] = ()) -> Topology:
+        if not parents:
+            raise TopologyError(f"processor {name!r} needs at least one parent")
+        self._add(ProcessorNode(name, supplier, list(stores)), parents)
+        return self
+
+    def add_sink(self, name: str, topic: str | TopicChooser, *parents: str, key_serde: Any = None,
+                 value_serde: Any = None, partitioner: Partitioner | None = None) -> Topology:
+        if not parents:
+            raise TopologyError(f"sink {name!r} needs at least one parent")
+        self._add(SinkNode(name, topic, resolve(key_serde), resolve(value_serde), partitioner),
+                  parents)
+        return self
+
+    def add_store(self, builder: Any, *processor_names: str) -> Topology:
+        """Register a store builder (see kstream.state) and connect it to processors by name."""
+        name = builder.name
+        if name in self.stores and self.stores[name] is not builder:
+            raise TopologyError(f"a store named {name!r} already exists")
+        self.stores[name] = builder
+        self.connect_store(name, *processor_names)
+        return self
+
+    def connect_store(self, store_name: str, *processor_names: str) -> Topology:
+        if store_name not in self.stores:
+            raise TopologyError(f"unknown store {store_name!r}")
+        for pname in processor_names:
+            node = self.nodes.get(pname)
+            if not isinstance(node, ProcessorNode):
+                raise TopologyError(f"store {store_name!r}: {pname!r} is not a processor")
+            if store_name not in node.stores:
+                node.stores.append(store_name)
+        return self
+
+    # -- reading -------------------------------------------------------------------------------
+    @property
+    def source_topics(self) -> list[str]:
+        return list(self._topic_to_source)
+
+    def source_for_topic(self, topic: str) -> SourceNode:
+        node = self.nodes[self._topic_to_source[topic]]
+        assert isinstance(node, SourceNode)
+        return node
+
+    def sink_topics(self) -> list[str]:
+        return [n.topic for n in self.nodes.values()
+                if isinstance(n, SinkNode) and isinstance(n.topic, str)]
+
+    def subtopologies(self) -> list[SubTopology]:
+        """Connected components in node-insertion order (stable across runs of the same code).
+
+        Processors that share a store belong together, as the store lives in one task.
+        """
+        group: dict[str, str] = {name: name for name in self.nodes}
+
+        def find(x: str) -> str:
+            while group[x] != x:
+                group[x] = group[group[x]]
+                x = group[x]
+            return x
+
+        def union(a: str, b: str) -> None:
+            ra, rb = find(a), find(b)
+            if ra != rb:
+                group[rb] = ra
+
+        for name, kids in self.children.items():
+            for kid in kids:
+                union(name, kid)
+        store_owner: dict[str, str] = {}
+        for node in self.nodes.values():
+            if isinstance(node, ProcessorNode):
+                for store in node.stores:
+                    if store in store_owner:
+                        union(store_owner[store], node.name)
+                    store_owner[store] = node.name
+        components: dict[str, list[str]] = {}
+        for name in self.nodes:
+            components.setdefault(find(name), []).append(name)
+        result = []
+        for index, names in enumerate(components.values()):
+            topics = [t for n in names if isinstance(s := self.nodes[n], SourceNode)
+                      for t in s.topics]
+            stores = sorted({st for n in names if isinstance(p := self.nodes[n], ProcessorNode)
+                             for st in p.stores})
+            if not topics:
+                raise TopologyError(f"nodes {names} are not reachable from any source")
+            result.append(SubTopology(index, names, topics, stores))
+        return result
+
+    def describe(self) -> str:
+        """A text description, one block per sub-topology, like Kafka Streams' describe()."""
+        lines = ["Topologies:"]
+        for sub in self.subtopologies():
+            lines.append(f"  Sub-topology: {sub.index}")
+            for name in sub.nodes:
+                node = self.nodes[name]
+                kids = ", ".join(self.children[name]) or "none"
+                if isinstance(node, SourceNode):
+                    lines.append(f"    Source: {name} (topics: [{', '.join(node.topics)}])")
+                elif isinstance(node, SinkNode):
+                    topic = node.topic if isinstance(node.topic, str) else "<dynamic>"
+                    lines.append(f"    Sink: {name} (topic: {topic})")
+                else:
+                    stores = f" (stores: [{', '.join(node.stores)}])" if node.stores else ""
+                    lines.append(f"    Processor: {name}{stores}")
+                lines.append(f"      --> {kids}")
+        return "\n".join(lines)
+
+    def describe_mermaid(self) -> str:
+        lines = ["flowchart LR"]
+        for sub in self.subtopologies():
+            lines.append(f"  subgraph sub{sub.index}[Sub-topology {sub.index}]")
+            for name in sub.nodes:
+                lines.append(f"    {_mid(name)}[\"{name}\"]")
+            lines.append("  end")
+        for name, kids in self.children.items():
+            for kid in kids:
+                lines.append(f"  {_mid(name)} --> {_mid(kid)}")
+        return "\n".join(lines)
+
+
+def _mid(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name)
