@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
@@ -54,6 +55,17 @@ class KafkaRecordCollector:
                     raise FatalError(
                         f"producer queue stayed full for {BACKPRESSURE_DEADLINE_S:.0f}s while "
                         f"sending to {topic}: is the broker reachable?") from None
+
+    def send_changelog(self, topic: str, partition: int, key: bytes, value: bytes | None,
+                       timestamp: int, on_delivery: Callable[[KafkaError | None, Any], None]
+                       ) -> None:
+        """A store's changelog record; `on_delivery(err, msg)` learns its offset (msg.offset())."""
+        while True:
+            try:
+                self._produce(topic, value, key, partition, None, on_delivery, timestamp, None)
+                return
+            except BufferError:
+                self._producer.poll(0.05)
 
     def partition_count(self, topic: str) -> int:
         count = self._partition_counts.get(topic)

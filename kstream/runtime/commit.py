@@ -52,7 +52,7 @@ class Committer(abc.ABC):
         self.timeout_s = timeout_s
         self.dirty = False  # records processed since the last commit
 
-    def start(self) -> None:
+    def start(self) -> None:  # noqa: B027 - optional hook
         """Once, before the first batch."""
 
     def before_batch(self, positions: list[TopicPartition]) -> None:
@@ -145,6 +145,7 @@ class ExactlyOnce(Committer):
                 metadata = self.consumer.consumer_group_metadata()
                 self.producer.send_offsets_to_transaction(valid, metadata, self.timeout_s)
             self.producer.commit_transaction(self.timeout_s)  # 5. commit
+            self.producer.poll(0)  # serve changelog delivery reports (their offsets) now
         except KafkaException as exc:
             self._on_transaction_error(exc, tasks)
             raise TransactionAborted(str(exc)) from exc

@@ -30,7 +30,7 @@ from kstream.runtime.collector import KafkaRecordCollector
 from kstream.runtime.commit import Committer, TransactionAborted, make_committer
 from kstream.runtime.identity import InstanceIdentity
 from kstream.runtime.stats import EngineStats
-from kstream.runtime.task import Task
+from kstream.runtime.task import Task, build_task
 from kstream.topology import Topology
 
 log = logging.getLogger("kstream.engine")
@@ -298,9 +298,10 @@ class Engine:
             self._handlers.setdefault(tp.topic, {})[tp.partition] = task.handler(tp.topic)
 
     def new_task(self, sub_index: int, partition: int) -> Task:
-        assert self.collector is not None
-        return Task(self.config.application_id, self.topology, self.subtopologies[sub_index],
-                    partition, self.collector)
+        assert self.collector is not None and self.identity is not None
+        return build_task(self.config.application_id, self.topology,
+                          self.subtopologies[sub_index], partition, self.collector,
+                          self.identity.directory)
 
     def _close_tasks(self) -> None:
         for task in self.tasks.values():

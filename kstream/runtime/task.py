@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 from kstream.dsl._ops import SinkOp
@@ -20,7 +21,7 @@ from kstream.errors import (
 )
 from kstream.processor import Processor, ProcessorContext, PunctuationType
 from kstream.record import Record
-from kstream.runtime.punctuation import Punctuator, PunctuationSchedule
+from kstream.runtime.punctuation import PunctuationSchedule, Punctuator
 from kstream.topology import ProcessorNode, SinkNode, SourceNode, SubTopology, Topology
 from serdes import SerdeContext
 
@@ -44,6 +45,9 @@ class RecordCollector(Protocol):
              headers: list[tuple[str, bytes]] | None, partition: int = -1) -> None: ...
 
     def partition_count(self, topic: str) -> int: ...
+
+    def send_changelog(self, topic: str, partition: int, key: bytes, value: bytes | None,
+                       timestamp: int, on_delivery: Callable[[Any, Any], None]) -> None: ...
 
 
 class Task:
@@ -221,3 +225,20 @@ def _topological(topology: Topology, names: list[str]) -> list[str]:
     for name in names:
         visit(name)
     return order
+
+
+def build_task(application_id: str, topology: Topology, sub: SubTopology, partition: int,
+               collector: RecordCollector, state_root: Path,
+               clock: Callable[[], int] | None = None) -> Task:
+    """Create a task and its stores; the engine and the TopologyTestDriver both come here.
+
+    Each store builder makes the task's instance under `<state_root>/<task_id>/`, logging to
+    `<application_id>-<store>-changelog` partition `partition` when logging is enabled.
+    """
+    task_id = f"{sub.index}_{partition}"
+    stores = {}
+    for name in sub.stores:
+        builder = topology.stores[name]
+        stores[name] = builder.build(state_root / task_id, partition,
+                                     builder.changelog_topic(application_id))
+    return Task(application_id, topology, sub, partition, collector, stores, clock)
