@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import importlib
 import sys
 import time
@@ -47,6 +49,8 @@ def _cmd_broker(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=os.environ.get("KSTREAM_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
     app = _load_object(args.app)
     run = getattr(app, "run", None)
     if run is None:

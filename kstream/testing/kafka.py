@@ -13,7 +13,14 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, NewTopic
 
 T = TypeVar("T")
@@ -157,8 +164,22 @@ class KafkaCluster:
         """The group's committed offset per partition (-1001 when none)."""
         md = self.admin.list_topics(topic, timeout=10).topics[topic]
         consumer = Consumer(self.config(**{"group.id": group, "enable.auto.commit": False}))
+        wanted = [TopicPartition(topic, p) for p in md.partitions]
+        deadline = time.monotonic() + 30
         try:
-            tps = consumer.committed([TopicPartition(topic, p) for p in md.partitions], timeout=20)
+            while True:
+                try:
+                    tps = consumer.committed(wanted, timeout=20)
+                    break
+                except KafkaException as exc:
+                    # The coordinator moves or loads while groups come and go: ask again.
+                    if not exc.args[0].retriable() and exc.args[0].code() not in (
+                            KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+                            KafkaError.COORDINATOR_NOT_AVAILABLE):
+                        raise
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
         finally:
             consumer.close()
         return {tp.partition: tp.offset for tp in tps}

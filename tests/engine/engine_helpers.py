@@ -1,0 +1,118 @@
+"""Run apps as real OS processes so tests can SIGKILL them mid-stream."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import orjson
+
+from kstream.testing import KafkaCluster, wait_until
+
+APPS_DIR = Path(__file__).parent / "apps"
+
+
+class AppProcess:
+    """One instance of an app module, started with `kstream run module:app`."""
+
+    def __init__(self, module: str, env: dict[str, str], log_path: Path) -> None:
+        self.module = module
+        self.env = env
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> AppProcess:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child process
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "kstream.cli", "run", f"{self.module}:app"],
+            cwd=APPS_DIR,
+            env={**os.environ, **self.env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        return self
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+
+    def terminate(self, timeout: float = 60) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def crash_app_env(
+    kafka: KafkaCluster,
+    app_id: str,
+    inp: str,
+    out: str,
+    guarantee: str,
+    state_dir: Path,
+    **extra: str,
+) -> dict[str, str]:
+    env = {
+        "CRASH_APP_BOOTSTRAP": kafka.bootstrap_servers,
+        "CRASH_APP_ID": app_id,
+        "CRASH_APP_INPUT": inp,
+        "CRASH_APP_OUTPUT": out,
+        "CRASH_APP_GUARANTEE": guarantee,
+        "CRASH_APP_STATE_DIR": str(state_dir),
+        "KSTREAM_LOG_LEVEL": "INFO",
+    }
+    env.update(extra)
+    return env
+
+
+def produce_ids(
+    kafka: KafkaCluster, topic: str, count: int, poison: set[int] | None = None
+) -> None:
+    poison = poison or set()
+    kafka.produce(
+        topic,
+        ((str(i).encode(), orjson.dumps({"id": i, "poison": i in poison})) for i in range(count)),
+    )
+
+
+def expected_outputs(ids: range, skip: set[int] | None = None) -> Counter[str]:
+    skip = skip or set()
+    return Counter(
+        f"{i}:{j}" for i in ids if i % 7 != 0 and i not in skip for j in range(i % 3 + 1)
+    )
+
+
+def committed_total(kafka: KafkaCluster, group: str, topic: str) -> int:
+    return sum(max(0, off) for off in kafka.committed_offsets(group, topic).values())
+
+
+def wait_committed(
+    kafka: KafkaCluster,
+    group: str,
+    topic: str,
+    at_least: int,
+    timeout: float,
+    procs: list[AppProcess] | None = None,
+) -> int:
+    def progressed() -> int:
+        for p in procs or []:
+            if not p.alive():
+                raise AssertionError(f"app exited early:\n{p.log_tail()}")
+        total = committed_total(kafka, group, topic)
+        return total if total >= at_least else 0
+
+    return wait_until(
+        progressed, timeout, f"{group} to commit {at_least} offsets on {topic}", interval=0.1
+    )
