@@ -87,6 +87,9 @@ class AtMostOnce(Committer):
         for task in tasks:
             task.prepare_commit()
         self.producer.flush(self.timeout_s)
+        valid = [tp for tp in offsets if tp.offset >= 0]
+        if valid:  # normally what before_batch committed; lower when stopping at a bad record
+            _commit_offsets(self.consumer, valid)
         for task in tasks:
             task.after_commit()
         self.collector.delivery_errors.clear()  # at most once: failed outputs are loss
