@@ -1,0 +1,26 @@
+"""State stores: buffered, changelog-backed key-value stores on RocksDB or memory.
+
+Layers, outermost first (each in its own module, each testable alone):
+KeyValueStore (serdes) -> WriteBuffer (uncommitted writes) -> ChangeloggingLayer (changelog on
+commit) -> backend (RocksDBBackend / MemoryBackend, bytes in key order).
+"""
+
+from kstream.state.builder import KeyValueStoreBuilder, kv_store
+from kstream.state.errors import ChangelogWriteError, StateCorruptedError, StateRestoreError
+from kstream.state.kv import KeyValueStore
+from kstream.state.restore import RestoreReport, StoreRestore, restore_stores
+from kstream.state.rocksdb_memory import RocksDBMemory, configure_rocksdb
+
+__all__ = [
+    "kv_store",
+    "KeyValueStoreBuilder",
+    "KeyValueStore",
+    "restore_stores",
+    "RestoreReport",
+    "StoreRestore",
+    "StateCorruptedError",
+    "StateRestoreError",
+    "ChangelogWriteError",
+    "RocksDBMemory",
+    "configure_rocksdb",
+]

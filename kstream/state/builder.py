@@ -1,0 +1,76 @@
+"""Store builders: what a topology holds; each task builds its own store instance from one.
+
+The builder's name is the store's identity: it names the changelog topic
+(`<application id>-<name>-changelog`) and the directory under the task's state directory.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from kstream.state.backend import Backend
+from kstream.state.buffer import WriteBuffer
+from kstream.state.changelog import ChangeloggingLayer, UnloggedLayer
+from kstream.state.kv import KeyValueStore
+from kstream.state.memory import MemoryBackend
+from kstream.state.rocksdb import RocksDBBackend
+from serdes import JsonSerde, Serde, TupleKeySerde, resolve
+
+BackendName = Literal["rocksdb", "memory"]
+_BACKENDS = ("rocksdb", "memory")
+_LEGAL_NAME = re.compile(r"[A-Za-z0-9._-]+")
+
+
+class KeyValueStoreBuilder:
+    """Describes a key-value store; `build` makes one task's instance of it."""
+
+    def __init__(self, name: str, key_serde: Serde, value_serde: Serde, backend: BackendName,
+                 logging: bool, changelog_config: dict[str, str]) -> None:
+        self.name = name
+        self.key_serde = key_serde
+        self.value_serde = value_serde
+        self.backend = backend
+        self.logging = logging
+        self.changelog_config = changelog_config
+
+    def __repr__(self) -> str:
+        return f"kv_store({self.name!r}, backend={self.backend!r}, logging={self.logging})"
+
+    def changelog_topic(self, application_id: str) -> str:
+        return f"{application_id}-{self.name}-changelog"
+
+    def changelog_topic_config(self) -> dict[str, str]:
+        """Topic configs for the changelog: compacted, plus what the user asked for."""
+        return {"cleanup.policy": "compact", **self.changelog_config}
+
+    def build(self, task_dir: Path, partition: int, changelog_topic: str) -> KeyValueStore:
+        backend: Backend = (RocksDBBackend(task_dir / self.name) if self.backend == "rocksdb"
+                            else MemoryBackend())
+        inner = (ChangeloggingLayer(backend, self.name, changelog_topic, partition)
+                 if self.logging else UnloggedLayer(backend))
+        return KeyValueStore(self.name, WriteBuffer(inner, logged=self.logging), backend,
+                             self.key_serde, self.value_serde, changelog_topic=changelog_topic,
+                             partition=partition, logging=self.logging, task_dir=task_dir)
+
+
+def kv_store(name: str, *, key_serde: Any = None, value_serde: Any = None,
+             backend: BackendName = "rocksdb", logging: bool = True,
+             changelog_config: dict[str, str] | None = None) -> KeyValueStoreBuilder:
+    """A key-value store builder.
+
+    Keys default to the ordered tuple encoding, so range and prefix scans come out in key order;
+    values default to JSON. Serdes may be names, classes or instances (see serdes.resolve).
+    """
+    if not _LEGAL_NAME.fullmatch(name or "") or name in (".", ".."):
+        raise ValueError(f"store name {name!r} must be non-empty and use only letters, digits, "
+                         "'.', '_' and '-' (it names a topic and a directory)")
+    if backend not in _BACKENDS:
+        raise ValueError(f"store {name!r}: backend must be one of {_BACKENDS}, not {backend!r}")
+    config = {str(k): str(v) for k, v in (changelog_config or {}).items()}
+    return KeyValueStoreBuilder(
+        name,
+        TupleKeySerde() if key_serde is None else resolve(key_serde),
+        JsonSerde() if value_serde is None else resolve(value_serde),
+        backend, logging, config)

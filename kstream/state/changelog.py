@@ -1,0 +1,106 @@
+"""The change-logging layer: sends a commit's writes to the changelog, learns their offsets.
+
+It sits between the write buffer and the backend. `send` runs inside the commit (step 3), and
+`apply` after Kafka accepted it (step 6), writing the data together with the highest changelog
+offset Kafka acknowledged, so a restore knows where the local state stands.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
+
+from kstream.state.backend import Backend, Entry
+from kstream.state.errors import ChangelogWriteError
+
+
+class ChangelogCollector(Protocol):
+    """The part of the task's RecordCollector a store uses."""
+
+    def send_changelog(self, topic: str, partition: int, key: bytes, value: bytes | None,
+                       timestamp: int, on_delivery: Callable[[Any, Any], None]) -> None: ...
+
+
+class ChangeloggingLayer:
+    """Logs entries to `topic`/`partition`, then applies them with the acknowledged offset."""
+
+    def __init__(self, backend: Backend, store_name: str, topic: str, partition: int) -> None:
+        self.backend = backend
+        self.store_name = store_name
+        self.topic = topic
+        self.partition = partition
+        self._acked = -1
+        self._errors: list[Any] = []
+        self._generation = 0  # bumped on discard: late failures of aborted sends are not ours
+        # Reads go straight to the backend.
+        self.get = backend.get
+        self.range: Callable[[bytes | None, bytes | None], Iterator[tuple[bytes, bytes]]] = (
+            backend.range)
+        self.approximate_count = backend.approximate_count
+
+    def send(self, entries: list[Entry], collector: ChangelogCollector) -> None:
+        """Produce one changelog record per entry; the commit's wall-clock time stamps them."""
+        if not entries:
+            return
+        timestamp = int(time.time() * 1000)
+        send = collector.send_changelog
+        topic, partition = self.topic, self.partition
+        on_delivery = self._delivery_callback()
+        for key, value in entries:
+            send(topic, partition, key, value, timestamp, on_delivery)
+
+    def _delivery_callback(self) -> Callable[[Any, Any], None]:
+        generation = self._generation
+
+        def on_delivery(err: Any, msg: Any) -> None:
+            if err is not None:
+                if generation == self._generation:
+                    self._errors.append(err)
+                return
+            offset = msg.offset()
+            if offset is not None and offset > self._acked:
+                self._acked = offset
+
+        return on_delivery
+
+    def apply(self, entries: list[Entry]) -> None:
+        """Write entries locally with the highest acknowledged offset.
+
+        An offset not yet acknowledged only makes a later restore replay a little more, which is
+        harmless; a record Kafka rejected would make local state disagree with the changelog.
+        """
+        if self._errors:
+            errors, self._errors = self._errors[:3], []
+            raise ChangelogWriteError(
+                f"store {self.store_name!r}: changelog {self.topic}[{self.partition}] rejected "
+                f"records ({errors}); the buffered writes were not applied locally")
+        known = self.backend.committed_offset
+        offset = self._acked if self._acked >= 0 and (known is None or self._acked > known) \
+            else None
+        if entries or offset is not None:
+            self.backend.write(entries, offset)
+
+    def discard(self) -> None:
+        self._generation += 1
+        self._errors.clear()
+
+
+class UnloggedLayer:
+    """Logging disabled: nothing is sent; commits go straight to the backend."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.get = backend.get
+        self.range = backend.range
+        self.approximate_count = backend.approximate_count
+
+    def send(self, entries: list[Entry], collector: ChangelogCollector) -> None:
+        return None
+
+    def apply(self, entries: list[Entry]) -> None:
+        if entries:
+            self.backend.write(entries, None)
+
+    def discard(self) -> None:
+        return None

@@ -1,0 +1,109 @@
+"""KeyValueStore: what processors get from `context.get_store(name)`.
+
+The outermost layer: it turns keys and values into bytes and back, and hands the commit hooks
+to the layers below (write buffer -> change-logging -> backend).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from kstream.state.backend import Backend, prefix_end, successor
+from kstream.state.buffer import WriteBuffer
+from kstream.state.changelog import ChangelogCollector
+from serdes import Serde, SerdeContext, TupleKeySerde, prefix_range
+
+
+class KeyValueStore:
+    """A task's key-value store: buffered writes, ordered scans, changelog on commit."""
+
+    def __init__(self, name: str, buffer: WriteBuffer, backend: Backend, key_serde: Serde,
+                 value_serde: Serde, *, changelog_topic: str, partition: int,
+                 logging: bool, task_dir: Path) -> None:
+        self.name = name
+        self.changelog_topic = changelog_topic
+        self.partition = partition
+        self.logging = logging
+        self.task_dir = task_dir
+        self.backend = backend
+        self._buffer = buffer
+        self._ordered_keys = isinstance(key_serde, TupleKeySerde)
+        # Contexts name the changelog in serde errors; bound methods save a lookup per call.
+        self._key_ctx = SerdeContext(topic=changelog_topic, partition=partition, is_key=True)
+        self._value_ctx = SerdeContext(topic=changelog_topic, partition=partition)
+        self._ser_key, self._de_key = key_serde.serialize, key_serde.deserialize
+        self._ser_value, self._de_value = value_serde.serialize, value_serde.deserialize
+
+    def __repr__(self) -> str:
+        return f"KeyValueStore({self.name!r}, partition={self.partition})"
+
+    # -- reads ---------------------------------------------------------------------------------
+    def get(self, key: Any) -> Any:
+        data = self._buffer.get(self._key_bytes(key))
+        return None if data is None else self._de_value(data, self._value_ctx)
+
+    def range(self, from_key: Any = None, to_key: Any = None) -> Iterator[tuple[Any, Any]]:
+        """(key, value) pairs with from_key <= key <= to_key in key order; None: unbounded."""
+        lo = None if from_key is None else self._key_bytes(from_key)
+        hi = None if to_key is None else successor(self._key_bytes(to_key))
+        if lo is not None and hi is not None and lo >= hi:
+            return iter(())
+        return self._decoded(lo, hi)
+
+    def prefix_scan(self, prefix: Any) -> Iterator[tuple[Any, Any]]:
+        """Entries whose key starts with `prefix`, in key order.
+
+        With the default ordered key serde `prefix` is a tuple and matches keys whose leading
+        elements equal it; with other key serdes it is a key whose bytes are a byte prefix.
+        """
+        if self._ordered_keys:
+            lo, hi = prefix_range(prefix)
+            return self._decoded(lo, hi)
+        lo = self._key_bytes(prefix)
+        return self._decoded(lo, prefix_end(lo))
+
+    def all(self) -> Iterator[tuple[Any, Any]]:
+        return self._decoded(None, None)
+
+    def approximate_count(self) -> int:
+        return self._buffer.approximate_count()
+
+    def _decoded(self, lo: bytes | None, hi: bytes | None) -> Iterator[tuple[Any, Any]]:
+        de_key, de_value = self._de_key, self._de_value
+        key_ctx, value_ctx = self._key_ctx, self._value_ctx
+        for key, value in self._buffer.range(lo, hi):
+            yield de_key(key, key_ctx), de_value(value, value_ctx)
+
+    # -- writes --------------------------------------------------------------------------------
+    def put(self, key: Any, value: Any) -> None:
+        """Buffer a write; value None deletes. Visible to this task's reads at once."""
+        self._buffer.put(self._key_bytes(key),
+                         None if value is None else self._ser_value(value, self._value_ctx))
+
+    def delete(self, key: Any) -> None:
+        self._buffer.put(self._key_bytes(key), None)
+
+    def _key_bytes(self, key: Any) -> bytes:
+        if key is None:
+            raise ValueError(f"store {self.name!r}: keys must not be None")
+        data = self._ser_key(key, self._key_ctx)
+        if data is None:
+            raise ValueError(f"store {self.name!r}: key serde returned None for {key!r}")
+        return data
+
+    # -- commit hooks (called by the Task; see kstream.runtime.commit) -------------------------
+    def prepare_commit(self, collector: ChangelogCollector) -> None:
+        self._buffer.prepare_commit(collector)
+
+    def after_commit(self) -> None:
+        self._buffer.after_commit()
+
+    def discard_uncommitted(self) -> None:
+        self._buffer.discard()
+
+    def close(self) -> None:
+        """Close the backend; writes not yet committed are dropped (they are not durable)."""
+        self._buffer.discard()
+        self.backend.close()
