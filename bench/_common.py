@@ -1,0 +1,174 @@
+"""Shared helpers for kstream benchmarks: broker, topics, input data, timing, memory.
+
+Every benchmark compares kstream against a hand-written confluent-kafka loop run in the same
+process lifetime on the same broker, and reports ratios: the machines we run on are noisy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import resource
+import statistics
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import orjson
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+COUNTRIES = ("DE", "FR", "US", "GB", "JP", "BR", "IN", "NL")
+
+
+@contextlib.contextmanager
+def bootstrap() -> Iterator[str]:
+    """KSTREAM_BOOTSTRAP_SERVERS if set, else a LocalBroker for the duration of the block."""
+    env = os.environ.get("KSTREAM_BOOTSTRAP_SERVERS")
+    if env:
+        yield env
+        return
+    from kstream.broker import LocalBroker
+
+    with LocalBroker() as broker:
+        yield broker.bootstrap_servers
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def create_topics(servers: str, names: list[str], partitions: int, timeout: float = 30.0) -> None:
+    admin = AdminClient({"bootstrap.servers": servers})
+    futures = admin.create_topics([NewTopic(n, partitions, 1) for n in names],
+                                  operation_timeout=timeout)
+    for fut in futures.values():
+        fut.result(timeout=timeout)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        md = admin.list_topics(timeout=10).topics
+        if all(n in md and len(md[n].partitions) == partitions
+               and all(p.leader >= 0 for p in md[n].partitions.values()) for n in names):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"topics {names} have no leaders after {timeout}s")
+
+
+def order_value(i: int) -> bytes:
+    """The benchmark's input record (~80 bytes of JSON)."""
+    return orjson.dumps({"id": i, "user": f"u{i % 1000}", "amount": i % 500,
+                         "country": COUNTRIES[i % len(COUNTRIES)]})
+
+
+def produce_orders(servers: str, topic: str, count: int) -> float:
+    """Produce `count` order records fast (linger, big batches); returns seconds taken."""
+    producer = Producer({"bootstrap.servers": servers, "linger.ms": 20,
+                         "batch.num.messages": 10000, "batch.size": 1_000_000,
+                         "compression.type": "none", "enable.idempotence": True,
+                         "partitioner": "murmur2_random"})
+    started = time.perf_counter()
+    produce = producer.produce
+    for i in range(count):
+        value = order_value(i)
+        key = f"u{i % 1000}".encode()
+        while True:
+            try:
+                produce(topic, value, key)
+                break
+            except BufferError:
+                producer.poll(0.05)
+    if producer.flush(120):
+        raise RuntimeError(f"producing the input to {topic} did not finish")
+    return time.perf_counter() - started
+
+
+def count_topic(servers: str, topic: str, expected: int, timeout: float,
+                check: Callable[[bytes | None, bytes | None], None] | None = None) -> int:
+    """Read `topic` read_committed from the beginning until every partition is at its end and
+    at least `expected` records arrived (or the deadline); returns the count. `check(key,
+    value)` runs on every record."""
+    admin = AdminClient({"bootstrap.servers": servers})
+    parts = sorted(admin.list_topics(topic, timeout=10).topics[topic].partitions)
+    consumer = Consumer({"bootstrap.servers": servers, "group.id": unique("bench-reader"),
+                         "enable.auto.commit": False, "isolation.level": "read_committed",
+                         "enable.partition.eof": True, "auto.offset.reset": "earliest"})
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+    at_end: set[int] = set()
+    count = 0
+    deadline = time.monotonic() + timeout
+    try:
+        while (len(at_end) < len(parts) or count < expected) and time.monotonic() < deadline:
+            for msg in consumer.consume(1000, 0.2):
+                err = msg.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        at_end.add(msg.partition())  # type: ignore[arg-type]
+                        continue
+                    raise RuntimeError(f"reading {topic}: {err}")
+                at_end.discard(msg.partition())  # type: ignore[arg-type]
+                count += 1
+                if check is not None:
+                    check(msg.key(), msg.value())
+    finally:
+        consumer.close()
+    return count
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far (ru_maxrss is KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def machine_note() -> str:
+    return (f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}, "
+            f"broker on the same host")
+
+
+class Poller:
+    """Samples `probe()` every `interval` s in a daemon thread until `done(value)` holds.
+
+    Records the first time `started(value)` held and the time `done(value)` held, so a run can
+    be timed from its first processed batch (after the group join) to its last record.
+    """
+
+    def __init__(self, probe: Callable[[], object], started: Callable[[object], bool],
+                 done: Callable[[object], bool], interval: float = 0.005) -> None:
+        self.probe, self.started, self.done, self.interval = probe, started, done, interval
+        self.t_start: float | None = None
+        self.t_done: float | None = None
+        self.finished = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="bench-poller")
+
+    def start(self) -> Poller:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self.finished.is_set():
+            value = self.probe()
+            now = time.perf_counter()
+            if self.t_start is None and self.started(value):
+                self.t_start = now
+            if self.done(value):
+                self.t_done = now
+                self.finished.set()
+                return
+            time.sleep(self.interval)
+
+    def wait(self, timeout: float) -> bool:
+        return self.finished.wait(timeout)
+
+    def cancel(self) -> None:
+        self.finished.set()
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
