@@ -31,6 +31,10 @@ class RecordError(KStreamError):
             f"{type(cause).__name__}: {cause}")
 
 
+class PunctuationError(KStreamError):
+    """A scheduled callback raised; there is no record to dead-letter, so the app stops."""
+
+
 class MissingTopicsError(KStreamError):
     """Topics the topology reads or writes do not exist."""
 

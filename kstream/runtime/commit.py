@@ -63,7 +63,7 @@ class Committer(abc.ABC):
     def commit(self, tasks: Iterable[Task], offsets: list[TopicPartition]) -> None:
         """Make the processed records' effects and offsets durable together."""
 
-    def abort(self, tasks: Iterable[Task]) -> None:
+    def abort(self, tasks: Iterable[Task], after_error: bool = False) -> None:
         """Drop what is not committed (only exactly-once can take outputs back)."""
         for task in tasks:
             task.discard_uncommitted()
@@ -166,12 +166,17 @@ class ExactlyOnce(Committer):
                 "using the same transactional.id (state directory)") from exc
         if err.txn_requires_abort() or err.retriable():
             log.warning("transaction failed (%s); aborting and rewinding", err)
-            self.abort(tasks)
+            self.abort(tasks, after_error=True)
             return
         raise FatalError(f"transaction failed: {err}") from exc
 
-    def abort(self, tasks: Iterable[Task]) -> None:
+    def abort(self, tasks: Iterable[Task], after_error: bool = False) -> None:
         if self.in_transaction:
+            if not after_error:
+                # librdkafka#4849: an EndTxn(abort) sent before the produced partitions were
+                # added to the transaction fails fatally with INVALID_TXN_STATE. Delivering
+                # first registers them; the records are then aborted with the rest.
+                self.producer.flush(self.timeout_s)
             try:
                 _retry(lambda: self.producer.abort_transaction(self.timeout_s), "abort")
             except KafkaException as exc:

@@ -68,11 +68,13 @@ class Engine:
 
     def run(self) -> None:
         self.start()
+        clean = False
         try:
             while not self._stop:
                 self.run_once()
+            clean = True
         finally:
-            self.shutdown()
+            self.shutdown(commit=clean)
 
     def start(self) -> None:
         cfg = self.config
@@ -93,11 +95,16 @@ class Engine:
                  self.identity.transactional_id(cfg.application_id)
                  if cfg.exactly_once else "-", self.topology.source_topics)
 
-    def shutdown(self) -> None:
+    def shutdown(self, commit: bool = True) -> None:
+        """Leave the group. Commit only on a clean stop: after an error, uncommitted work is
+        aborted (exactly-once) or redone by the next owner (at-least-once)."""
         try:
             if self.consumer is not None and self.committer is not None:
                 try:
-                    if self.committer.dirty:
+                    if not commit:
+                        self.committer.abort(list(self.tasks.values()))
+                        self._pending_failure = self._pending_failure or _StopWithoutCommit()
+                    elif self.committer.dirty:
                         self._commit()
                 finally:
                     self.consumer.close()  # revokes (commits nothing new) and leaves the group
@@ -127,8 +134,11 @@ class Engine:
             except _RestartBatch:
                 pass  # rewound to the committed offsets: the rest of this batch comes again
         self.producer.poll(0)  # type: ignore[union-attr]
-        for task in self.tasks.values():
-            task.punctuate_wall_clock()
+        due = [task for task in self.tasks.values() if task.wall_clock_due()]
+        if due:
+            self.committer.before_batch([])  # punctuators may write: inside the transaction
+            for task in due:
+                task.punctuate_wall_clock()
         if self._pending_failure is not None and time.monotonic() > self._failure_deadline:
             raise self._pending_failure
         if time.monotonic() >= self._next_commit:
@@ -194,9 +204,10 @@ class Engine:
             return
         log.error("event=record_error policy=fail topic=%s partition=%s offset=%s stage=%s "
                   "error=%r", err.topic, err.partition, err.offset, err.stage, str(err.cause))
-        if self.committer is not None and self.committer.transactional:
-            # Outputs of earlier records share the open transaction with whatever the failed
-            # record emitted before it raised: abort, replay up to it, commit, then stop.
+        if self.config.processing_guarantee != AT_MOST_ONCE:
+            # Effects of earlier records share the uncommitted state (and, under exactly-once,
+            # the open transaction) with whatever the failed record did before it raised:
+            # abort, replay up to the failed record, commit, then stop.
             if self._pending_failure is None:
                 self._pending_failure = err
                 self._failure_deadline = time.monotonic() + FAILURE_REPLAY_DEADLINE_S
@@ -369,6 +380,10 @@ class Engine:
             "heartbeat.interval.ms": max(500, cfg.session_timeout_ms // 5),
             **cfg.consumer_config,
         }
+
+
+class _StopWithoutCommit(Exception):
+    """Internal marker: the engine is stopping after an error; revocation must not commit."""
 
 
 class _RestartBatch(Exception):

@@ -17,6 +17,7 @@ class Punctuator:
     cancelled: bool = False
 
     def cancel(self) -> None:
+        """Stop firing; the schedule drops it at its next check."""
         self.cancelled = True
 
 
@@ -26,6 +27,7 @@ class PunctuationSchedule:
     def __init__(self) -> None:
         self._items: list[Punctuator] = []
         self._next_stream_due = 2**63
+        self._next_wall_due = 2**63
 
     def add(self, interval_ms: int, kind: PunctuationType, callback: Callable[[int], None],
             now: int) -> Punctuator:
@@ -41,6 +43,9 @@ class PunctuationSchedule:
 
     def stream_time_due(self, stream_time: int) -> bool:
         return stream_time >= self._next_stream_due
+
+    def wall_clock_due(self, now: int) -> bool:
+        return now >= self._next_wall_due
 
     def fire(self, kind: PunctuationType, now: int) -> int:
         """Run every due punctuator of `kind` once (at most one catch-up call each)."""
@@ -61,6 +66,8 @@ class PunctuationSchedule:
         return fired
 
     def _recompute(self) -> None:
-        dues = [i.next_ms for i in self._items
-                if i.kind is PunctuationType.STREAM_TIME and not i.cancelled]
-        self._next_stream_due = min(dues) if dues else 2**63
+        live = [i for i in self._items if not i.cancelled]
+        stream = [i.next_ms for i in live if i.kind is PunctuationType.STREAM_TIME]
+        wall = [i.next_ms for i in live if i.kind is PunctuationType.WALL_CLOCK_TIME]
+        self._next_stream_due = min(stream) if stream else 2**63
+        self._next_wall_due = min(wall) if wall else 2**63

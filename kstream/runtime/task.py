@@ -17,6 +17,7 @@ from kstream.errors import (
     STAGE_PROCESS,
     STAGE_TIMESTAMP,
     KStreamError,
+    PunctuationError,
     RecordError,
 )
 from kstream.processor import Processor, ProcessorContext, PunctuationType
@@ -120,17 +121,17 @@ class Task:
                 ctx.is_key = False
                 value = value_de(msg.value(), ctx)
             except Exception as exc:
-                raise RecordError(STAGE_DESERIALIZE, topic, partition, offset or -1, exc) from exc
+                raise RecordError(STAGE_DESERIALIZE, topic, partition, -1 if offset is None else offset, exc) from exc
             record = Record(key, value, msg.timestamp()[1], headers, topic, partition, offset)
             if extractor is not None:
                 try:
                     ts = int(extractor(record, task.stream_time))
                 except Exception as exc:
-                    raise RecordError(STAGE_TIMESTAMP, topic, partition, offset or -1,
+                    raise RecordError(STAGE_TIMESTAMP, topic, partition, -1 if offset is None else offset,
                                       exc) from exc
                 record.timestamp = ts
             if record.timestamp < 0:
-                raise RecordError(STAGE_TIMESTAMP, topic, partition, offset or -1,
+                raise RecordError(STAGE_TIMESTAMP, topic, partition, -1 if offset is None else offset,
                                   ValueError(f"invalid timestamp {record.timestamp}"))
             if record.timestamp > task.stream_time:
                 task.stream_time = record.timestamp
@@ -139,7 +140,7 @@ class Task:
             except KStreamError:  # engine-level failures are not the record's fault
                 raise
             except Exception as exc:
-                raise RecordError(STAGE_PROCESS, topic, partition, offset or -1, exc) from exc
+                raise RecordError(STAGE_PROCESS, topic, partition, -1 if offset is None else offset, exc) from exc
             if task.punctuation.stream_time_due(task.stream_time):
                 task.punctuate_stream_time()
 
@@ -159,10 +160,23 @@ class Task:
         return self.punctuation.add(interval_ms, kind, callback, now)
 
     def punctuate_stream_time(self) -> None:
-        self.punctuation.fire(PunctuationType.STREAM_TIME, self.stream_time)
+        self._punctuate(PunctuationType.STREAM_TIME, self.stream_time)
 
     def punctuate_wall_clock(self) -> None:
-        self.punctuation.fire(PunctuationType.WALL_CLOCK_TIME, self.wall_clock_ms())
+        self._punctuate(PunctuationType.WALL_CLOCK_TIME, self.wall_clock_ms())
+
+    def wall_clock_due(self) -> bool:
+        return self.punctuation.wall_clock_due(self.wall_clock_ms())
+
+    def _punctuate(self, kind: PunctuationType, now: int) -> None:
+        try:
+            self.punctuation.fire(kind, now)
+        except KStreamError:
+            raise
+        except Exception as exc:
+            raise PunctuationError(
+                f"task {self.task_id}: {kind.value} punctuator failed at {now}: "
+                f"{type(exc).__name__}: {exc}") from exc
 
     def wall_clock_ms(self) -> int:
         return self._clock()

@@ -135,7 +135,12 @@ def _config(bootstrap_servers: str, extra: dict[str, Any] | None) -> dict[str, A
         "isolation.level": "read_committed",
         "enable.partition.eof": True,
         "auto.offset.reset": "error",  # a position outside the log is an error, never a skip
-        "max.partition.fetch.bytes": 8 << 20,
+        # Big enough fetches for >100k records/s, small enough prefetch to keep memory flat
+        # (defaults prefetch 100k messages per partition: ~400 MB RSS for a 1M-record restore).
+        "max.partition.fetch.bytes": 2 << 20,
+        "fetch.max.bytes": 8 << 20,
+        "queued.min.messages": 5_000,
+        "queued.max.messages.kbytes": 8192,
         **(extra or {}),
     }
 
