@@ -62,7 +62,8 @@ class KafkaRecordCollector:
         """A store's changelog record; `on_delivery(err, msg)` learns its offset (msg.offset())."""
         while True:
             try:
-                self._produce(topic, value, key, partition, None, on_delivery, timestamp, None)
+                # The callback slot, not on_delivery: a positional None in `callback` disables both.
+                self._produce(topic, value, key, partition, on_delivery, None, timestamp, None)
                 return
             except BufferError:
                 self._producer.poll(0.05)

@@ -152,14 +152,18 @@ class Engine:
             return self._process_until_failure(msgs, start)
         handlers = self._handlers
         i = start
+        last_topic, last_partition, handler = None, None, None
         try:
             for i in range(start, len(msgs)):
                 msg = msgs[i]
                 if msg.error() is not None:
                     self._consumer_error(msg)
                     continue
-                by_partition = handlers.get(msg.topic())  # type: ignore[arg-type]
-                handler = by_partition.get(msg.partition()) if by_partition else None  # type: ignore[arg-type]
+                topic, partition = msg.topic(), msg.partition()
+                if partition != last_partition or topic != last_topic:
+                    # Batches come in runs of one partition: look the handler up once per run.
+                    last_topic, last_partition = topic, partition
+                    handler = handlers.get(topic, {}).get(partition)  # type: ignore[arg-type]
                 if handler is None:
                     continue  # fetched before a revoke: the partition's new owner processes it
                 handler(msg)
@@ -363,6 +367,10 @@ class Engine:
             conf["transaction.timeout.ms"] = cfg.transaction_timeout_ms
         else:
             conf["on_delivery"] = lambda err, msg: self.collector.on_delivery(err, msg)  # type: ignore[union-attr]
+            if not any(builder.logging for builder in self.topology.stores.values()):
+                # Only failures matter when no changelog offsets are learned from reports;
+                # a Python callback per delivered record is the largest at-least-once cost.
+                conf["delivery.report.only.error"] = True
         return conf
 
     def _consumer_config(self) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from kstream.errors import (
 )
 from kstream.processor import Processor, ProcessorContext, PunctuationType
 from kstream.record import Record
+from kstream.runtime.fusion import Chain, compile_chain, fusion_enabled
 from kstream.runtime.punctuation import PunctuationSchedule, Punctuator
 from kstream.topology import ProcessorNode, SinkNode, SourceNode, SubTopology, Topology
 from serdes import SerdeContext
@@ -96,52 +97,77 @@ class Task:
                                      for kid in topology.children[name]})
             self._processors[name].init(contexts[name])
         for source in sources:
-            downstream = _fan_out([self._processors[kid].process
-                                   for kid in topology.children[source.name]])
             for topic in source.topics:
-                self._handlers[topic] = self._source_handler(source, topic, downstream)
+                chain = self._chain(topology, source, topic)
+                self._handlers[topic] = self._source_handler(source, topic, chain)
+
+    def _chain(self, topology: Topology, source: SourceNode, topic: str) -> Chain:
+        """What runs after deserialization: fused operators, or plain processor calls."""
+        children = topology.children[source.name]
+        if fusion_enabled():
+            return compile_chain(topology, children, self._processors, topic, self.partition,
+                                 self.collector)
+        downstream = _fan_out([self._processors[kid].process for kid in children])
+        partition = self.partition
+
+        def unfused(key: Any, value: Any, ts: int, headers: Any, offset: int) -> None:
+            downstream(Record(key, value, ts, headers, topic, partition, offset))
+
+        return unfused
 
     def _source_handler(self, source: SourceNode, topic: str,
-                        downstream: Callable[[Record], None]) -> Callable[[Message], None]:
-        ctx = SerdeContext(topic=topic, partition=self.partition)
+                        chain: Chain) -> Callable[[Message], None]:
+        # Hot path: the serde contexts are filled in only when deserialization fails (then the
+        # call is repeated with full context so the error names the record).
+        key_ctx = SerdeContext(topic=topic, partition=self.partition, is_key=True)
+        value_ctx = SerdeContext(topic=topic, partition=self.partition, is_key=False)
         key_de = source.key_serde.deserialize
         value_de = source.value_serde.deserialize
         extractor = source.timestamp_extractor
         partition = self.partition
+        schedule = self.punctuation
         task = self
 
-        def handle(msg: Message) -> None:
+        def deserialize_error(msg: Message, first: Exception) -> RecordError:
             offset = msg.offset()
-            headers = msg.headers()
-            ctx.offset = offset
-            ctx.headers = headers
+            for ctx in (key_ctx, value_ctx):
+                ctx.offset, ctx.headers = offset, msg.headers()
             try:
-                ctx.is_key = True
-                key = key_de(msg.key(), ctx)
-                ctx.is_key = False
-                value = value_de(msg.value(), ctx)
+                key_de(msg.key(), key_ctx)
+                value_de(msg.value(), value_ctx)
+                cause: Exception = first
             except Exception as exc:
-                raise RecordError(STAGE_DESERIALIZE, topic, partition, -1 if offset is None else offset, exc) from exc
-            record = Record(key, value, msg.timestamp()[1], headers, topic, partition, offset)
+                cause = exc
+            return RecordError(STAGE_DESERIALIZE, topic, partition, _off(offset), cause)
+
+        def handle(msg: Message) -> None:
+            try:
+                key = key_de(msg.key(), key_ctx)
+                value = value_de(msg.value(), value_ctx)
+            except Exception as exc:
+                raise deserialize_error(msg, exc) from exc
+            headers = msg.headers()
+            ts = msg.timestamp()[1]
             if extractor is not None:
                 try:
-                    ts = int(extractor(record, task.stream_time))
+                    ts = int(extractor(Record(key, value, ts, headers, topic, partition,
+                                              msg.offset()), task.stream_time))
                 except Exception as exc:
-                    raise RecordError(STAGE_TIMESTAMP, topic, partition, -1 if offset is None else offset,
+                    raise RecordError(STAGE_TIMESTAMP, topic, partition, _off(msg.offset()),
                                       exc) from exc
-                record.timestamp = ts
-            if record.timestamp < 0:
-                raise RecordError(STAGE_TIMESTAMP, topic, partition, -1 if offset is None else offset,
-                                  ValueError(f"invalid timestamp {record.timestamp}"))
-            if record.timestamp > task.stream_time:
-                task.stream_time = record.timestamp
+            if ts < 0:
+                raise RecordError(STAGE_TIMESTAMP, topic, partition, _off(msg.offset()),
+                                  ValueError(f"invalid timestamp {ts}"))
+            if ts > task.stream_time:
+                task.stream_time = ts
             try:
-                downstream(record)
+                chain(key, value, ts, headers, msg.offset())
             except KStreamError:  # engine-level failures are not the record's fault
                 raise
             except Exception as exc:
-                raise RecordError(STAGE_PROCESS, topic, partition, -1 if offset is None else offset, exc) from exc
-            if task.punctuation.stream_time_due(task.stream_time):
+                raise RecordError(STAGE_PROCESS, topic, partition, _off(msg.offset()),
+                                  exc) from exc
+            if task.stream_time >= schedule._next_stream_due:
                 task.punctuate_stream_time()
 
         return handle
@@ -208,6 +234,10 @@ class Task:
             proc.close()
         for store in self.stores.values():
             store.close()
+
+
+def _off(offset: int | None) -> int:
+    return -1 if offset is None else offset
 
 
 def _fan_out(targets: list[Callable[[Record], None]]) -> Callable[[Record], None]:

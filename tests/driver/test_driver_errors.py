@@ -49,7 +49,6 @@ def test_fail_policy_raises_process_error() -> None:
             ("a", {"n": 2}), ("c", {"n": 6})]
 
 
-@pytest.mark.xfail(reason="Task uses `offset or -1`, so offset 0 is reported as -1", strict=False)
 def test_error_at_offset_zero_names_offset_zero() -> None:
     with TopologyTestDriver(_builder()) as driver:
         with pytest.raises(RecordError) as info:
