@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
-import importlib
 import sys
 import time
 from pathlib import Path

@@ -48,6 +48,7 @@ class AppConfig:
     auto_create_topics: bool = False
     topic_partitions: int = 1
     shutdown_timeout_ms: int = 30_000
+    restore_timeout_ms: int = 600_000
     consumer_config: dict[str, Any] = field(default_factory=dict)
     producer_config: dict[str, Any] = field(default_factory=dict)
 
@@ -65,7 +66,8 @@ class AppConfig:
             raise ConfigError(f"error_policy {self.error_policy!r} must be one of "
                               f"{', '.join(ERROR_POLICIES)}")
         for name in ("batch_size", "poll_timeout_ms", "transaction_timeout_ms",
-                     "session_timeout_ms", "topic_partitions", "shutdown_timeout_ms"):
+                     "session_timeout_ms", "topic_partitions", "shutdown_timeout_ms",
+                     "restore_timeout_ms"):
             if int(getattr(self, name)) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
         if self.commit_interval_ms is not None and self.commit_interval_ms < 0:

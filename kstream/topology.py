@@ -23,6 +23,19 @@ Partitioner = Callable[[Any, Any, int], int]
 TopicChooser = Callable[[Record], str]
 
 
+APP_ID = "${app}"
+"""Placeholder in internal topic names, replaced by the application id when the app binds."""
+
+
+@dataclass
+class InternalTopic:
+    """A topic kstream creates: repartition topics between sub-topologies, store changelogs."""
+
+    name: str  # may contain APP_ID until bound
+    kind: str  # "repartition" or "changelog"
+    config: dict[str, str] = field(default_factory=dict)
+
+
 class TopologyError(ValueError):
     """The topology is malformed: a duplicate name, a missing parent, an unknown store."""
 
@@ -74,6 +87,8 @@ class Topology:
         self.parents: dict[str, list[str]] = {}
         self.stores: dict[str, Any] = {}  # name -> store builder (see kstream.state)
         self._topic_to_source: dict[str, str] = {}
+        self.internal_topics: dict[str, InternalTopic] = {}
+        self.application_id: str | None = None
 
     # -- building ------------------------------------------------------------------------------
     def _add(self, node: Node, parents: Iterable[str]) -> None:
@@ -140,6 +155,41 @@ class Topology:
                 raise TopologyError(f"store {store_name!r}: {pname!r} is not a processor")
             if store_name not in node.stores:
                 node.stores.append(store_name)
+        return self
+
+    def add_internal_topic(self, name: str, kind: str,
+                           config: dict[str, str] | None = None) -> str:
+        if name in self.internal_topics:
+            raise TopologyError(f"internal topic {name!r} already exists: operator names must "
+                                "be unique")
+        self.internal_topics[name] = InternalTopic(name, kind, dict(config or {}))
+        return name
+
+    def bind(self, application_id: str) -> Topology:
+        """Give internal topics their real names (`<application_id>-...`). Idempotent."""
+        if self.application_id is not None:
+            if self.application_id != application_id:
+                raise TopologyError(f"topology already bound to {self.application_id!r}; build "
+                                    "a new topology for another application id")
+            return self
+
+        def real(topic: str) -> str:
+            return topic.replace(APP_ID, application_id)
+
+        for node in self.nodes.values():
+            if isinstance(node, SourceNode):
+                node.topics = [real(t) for t in node.topics]
+            elif isinstance(node, SinkNode) and isinstance(node.topic, str):
+                node.topic = real(node.topic)
+        self._topic_to_source = {real(t): n for t, n in self._topic_to_source.items()}
+        self.internal_topics = {real(t): InternalTopic(real(t), spec.kind, spec.config)
+                                for t, spec in self.internal_topics.items()}
+        for builder in self.stores.values():
+            if getattr(builder, "logging", False):
+                topic = builder.changelog_topic(application_id)
+                self.internal_topics[topic] = InternalTopic(
+                    topic, "changelog", builder.changelog_topic_config())
+        self.application_id = application_id
         return self
 
     # -- reading -------------------------------------------------------------------------------

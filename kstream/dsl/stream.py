@@ -7,9 +7,10 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from kstream.dsl import _ops
+from kstream.dsl.grouped import GroupedStream, Table
 from kstream.processor import Processor
 from kstream.topology import Partitioner, TimestampExtractor, TopicChooser, Topology, TopologyError
-from serdes import Serde
+from serdes import Serde, resolve
 
 
 class StreamBuilder:
@@ -31,6 +32,25 @@ class StreamBuilder:
         source = self.topology.nodes[node]
         return Stream(self, node, source.key_serde, source.value_serde)  # type: ignore[union-attr]
 
+    def table(self, topic: str, key_serde: Any = None, value_serde: Any = None, *,
+              name: str, backend: str = "rocksdb",
+              timestamp_extractor: TimestampExtractor | None = None) -> Table:
+        """The topic as a table: latest value per key, None (tombstone) deletes.
+
+        Materialized in the store `name`; its changelog is the store's own changelog topic.
+        """
+        from kstream.dsl import _stateful
+        from kstream.state import kv_store
+
+        source = self._name(f"{name}-source", "SOURCE")
+        self.topology.add_source(source, topic, key_serde, value_serde, timestamp_extractor)
+        src = self.topology.nodes[source]
+        store = kv_store(name, key_serde=src.key_serde, value_serde=src.value_serde,  # type: ignore[union-attr]
+                         backend=backend)  # type: ignore[arg-type]
+        self.topology.add_processor(name, lambda: _stateful.TableSourceOp(name), source)
+        self.topology.add_store(store, name)
+        return Table(self, name, src.key_serde, src.value_serde, store_name=name)  # type: ignore[union-attr]
+
     def build(self) -> Topology:
         return self.topology
 
@@ -43,11 +63,14 @@ class Stream:
     """
 
     def __init__(self, builder: StreamBuilder, node: str, key_serde: Serde | None,
-                 value_serde: Serde | None) -> None:
+                 value_serde: Serde | None, key_changed: bool = False) -> None:
         self._builder = builder
         self.node = node
         self.key_serde = key_serde
         self.value_serde = value_serde
+        # True once an operator may have changed the key: grouping then repartitions, so
+        # records of one key meet in one task.
+        self.key_changed = key_changed
 
     def _then(self, kind: str, supplier: Callable[[], Processor], name: str | None,
               same_key: bool = True, same_value: bool = True,
@@ -55,7 +78,8 @@ class Stream:
         node = self._builder._name(name, kind)
         self._builder.topology.add_processor(node, supplier, *(parents or [self.node]))
         return Stream(self._builder, node, self.key_serde if same_key else None,
-                      self.value_serde if same_value else None)
+                      self.value_serde if same_value else None,
+                      key_changed=self.key_changed or not same_key)
 
     # -- stateless operators -------------------------------------------------------------------
     def filter(self, predicate: Callable[[Any, Any], bool], name: str | None = None) -> Stream:
@@ -90,10 +114,15 @@ class Stream:
         parents = [self.node, *(o.node for o in others)]
         same_key = all(o.key_serde is self.key_serde for o in others)
         same_value = all(o.value_serde is self.value_serde for o in others)
-        return self._then("MERGE", _ops.PassThroughOp, name, same_key, same_value, parents)
+        merged = self._then("MERGE", _ops.PassThroughOp, name, same_key, same_value, parents)
+        merged.key_changed = self.key_changed or any(o.key_changed for o in others)
+        return merged
 
     def split(self, name: str | None = None) -> BranchedStream:
-        """Route records to named branches: `.branch(pred, "a").branch(pred, "b").default_branch()`."""
+        """Route records to named branches.
+
+        `.split().branch(pred, "a").branch(pred, "b").default_branch()` returns streams by name.
+        """
         return BranchedStream(self, self._builder._name(name, "BRANCH"))
 
     def process(self, supplier: Callable[[], Processor], *stores: str,
@@ -102,6 +131,40 @@ class Stream:
         stream = self._then("PROCESSOR", supplier, name, False, False)
         for store in stores:
             self._builder.topology.connect_store(store, stream.node)
+        return stream
+
+    # -- stateful ------------------------------------------------------------------------------
+    def group_by_key(self, key_serde: Any = None, value_serde: Any = None) -> GroupedStream:
+        """Group by the current key (repartitions first if an operator changed the key)."""
+        return GroupedStream(self, _maybe(key_serde), _maybe(value_serde), self.key_changed)
+
+    def group_by(self, selector: Callable[[Any, Any], Any], key_serde: Any = None,
+                 value_serde: Any = None, name: str | None = None) -> GroupedStream:
+        """Group by a new key `selector(key, value)`; aggregations repartition by it."""
+        rekeyed = self.select_key(selector, name=name)
+        return GroupedStream(rekeyed, _maybe(key_serde), _maybe(value_serde), True)
+
+    def join(self, table: Table, joiner: Callable[[Any, Any], Any],
+             name: str | None = None) -> Stream:
+        """Inner stream-table join: each record meets the table's current value for its key."""
+        return self._table_join(table, joiner, False, name)
+
+    def left_join(self, table: Table, joiner: Callable[[Any, Any], Any],
+                  name: str | None = None) -> Stream:
+        """Like join, but records without a table value are joined with None."""
+        return self._table_join(table, joiner, True, name)
+
+    def _table_join(self, table: Table, joiner: Callable[[Any, Any], Any], left: bool,
+                    name: str | None) -> Stream:
+        from kstream.dsl import _stateful
+
+        store = table.require_store("join")
+        if self.key_changed:
+            raise TopologyError("join after a key change needs the stream repartitioned by the "
+                                "new key: write it to a topic and read it back (or group it)")
+        stream = self._then("JOIN", lambda: _stateful.StreamTableJoinOp(store, joiner, left),
+                            name, True, False)
+        self._builder.topology.connect_store(store, stream.node)
         return stream
 
     def to(self, topic: str | TopicChooser, key_serde: Any = None, value_serde: Any = None,
@@ -153,6 +216,10 @@ class BranchedStream:
             raise TopologyError("split() is finished; start a new split() to add branches")
         if any(existing == name for existing, _ in self._branches):
             raise TopologyError(f"branch {name!r} already exists")
+
+
+def _maybe(serde: Any) -> Serde | None:
+    return None if serde is None else resolve(serde)
 
 
 def _branch_node(split_node: str, branch: str) -> str:

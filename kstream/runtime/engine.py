@@ -31,6 +31,7 @@ from kstream.runtime.commit import Committer, TransactionAborted, make_committer
 from kstream.runtime.identity import InstanceIdentity
 from kstream.runtime.stats import EngineStats
 from kstream.runtime.task import Task, build_task
+from kstream.state import restore_stores
 from kstream.topology import Topology
 
 log = logging.getLogger("kstream.engine")
@@ -43,7 +44,7 @@ class Engine:
     """Runs one App instance: group membership, tasks, processing and commits."""
 
     def __init__(self, topology: Topology, config: AppConfig) -> None:
-        self.topology = topology
+        self.topology = topology.bind(config.application_id)
         self.config = config
         self.stats = EngineStats()
         self.subtopologies = topology.subtopologies()
@@ -307,10 +308,20 @@ class Engine:
         for sub in self.subtopologies:
             for partition in sorted(numbers.get(sub.index, ())):
                 self.tasks[(sub.index, partition)] = self.new_task(sub.index, partition)
+        self._restore([t for t in self.tasks.values() if t.stores])
         self._handlers = {}
         for tp in self._assignment:
             task = self.tasks[(self._sub_of_topic[tp.topic].index, tp.partition)]
             self._handlers.setdefault(tp.topic, {})[tp.partition] = task.handler(tp.topic)
+
+    def _restore(self, tasks: list[Task]) -> None:
+        """Bring the tasks' stores to the end of their changelogs before any processing."""
+        stores = [store for task in tasks for store in task.stores.values()]
+        if not stores:
+            return
+        report = restore_stores(self.config.bootstrap_servers, stores,
+                                self.config.restore_timeout_ms / 1000)
+        self.stats.restored += report.records
 
     def new_task(self, sub_index: int, partition: int) -> Task:
         assert self.collector is not None and self.identity is not None

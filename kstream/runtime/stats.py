@@ -15,6 +15,7 @@ class EngineStats:
     dead_lettered: int = 0
     errors: int = 0
     lag: int = 0
+    restored: int = 0
 
     def snapshot(self) -> dict[str, int]:
         return asdict(self)

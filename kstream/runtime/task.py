@@ -96,6 +96,11 @@ class Task:
             contexts[name]._connect({kid: self._processors[kid].process
                                      for kid in topology.children[name]})
             self._processors[name].init(contexts[name])
+        order = _topological(topology, self.sub.nodes)
+        self._cache_flushes = [p.flush_cache for n in order  # type: ignore[attr-defined]
+                               if hasattr(p := self._processors.get(n), "flush_cache")]
+        self._cache_discards = [p.discard_cache for n in order  # type: ignore[attr-defined]
+                                if hasattr(p := self._processors.get(n), "discard_cache")]
         for source in sources:
             for topic in source.topics:
                 chain = self._chain(topology, source, topic)
@@ -215,7 +220,10 @@ class Task:
 
     # -- commit hooks (see kstream.runtime.commit for the order) --------------------------------
     def prepare_commit(self) -> None:
-        """Send the stores' buffered writes to their changelogs (inside the transaction)."""
+        """Emit coalesced updates (record caches), then send the stores' buffered writes to
+        their changelogs (inside the transaction)."""
+        for flush in self._cache_flushes:
+            flush()
         for store in self.stores.values():
             store.prepare_commit(self.collector)
 
@@ -226,6 +234,8 @@ class Task:
 
     def discard_uncommitted(self) -> None:
         """The transaction was aborted: forget buffered writes; the input is replayed."""
+        for discard in self._cache_discards:
+            discard()
         for store in self.stores.values():
             store.discard_uncommitted()
 

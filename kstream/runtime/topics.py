@@ -11,29 +11,98 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from kstream.config import ERROR_DEAD_LETTER, AppConfig
 from kstream.errors import MissingTopicsError
-from kstream.topology import Topology
+from kstream.topology import SinkNode, Topology
 
 log = logging.getLogger("kstream.topics")
 
 
-def ensure_topics(topology: Topology, config: AppConfig,
-                  internal: dict[str, tuple[int, dict[str, str]]] | None = None) -> None:
-    """Check user topics, create internal ones. `internal`: name -> (partitions, topic config)."""
+def ensure_topics(topology: Topology, config: AppConfig) -> dict[str, int]:
+    """Check user topics, create internal ones; return the partition count of every topic.
+
+    Internal topics get as many partitions as the inputs of the sub-topology that feeds them
+    (repartition) or owns them (changelog); an existing one with another count is an error,
+    as are co-partitioned inputs (inputs sharing a store) with different counts.
+    """
     admin = AdminClient({"bootstrap.servers": config.bootstrap_servers})
     existing = admin.list_topics(timeout=30).topics
-    user_topics = list(dict.fromkeys(topology.source_topics + topology.sink_topics()))
-    wanted_internal = dict(internal or {})
-    if config.error_policy == ERROR_DEAD_LETTER:
-        wanted_internal.setdefault(config.dlq_topic, (1, {}))
-    missing_user = [t for t in user_topics if t not in existing and t not in wanted_internal]
+    internal = topology.internal_topics
+    user_topics = [t for t in dict.fromkeys(topology.source_topics + topology.sink_topics())
+                   if t not in internal]
+    missing_user = [t for t in user_topics if t not in existing]
     if missing_user and not config.auto_create_topics:
         raise MissingTopicsError(
             f"topics do not exist: {', '.join(missing_user)}. Create them, or set "
             f"auto_create_topics=True (with topic_partitions=N) to let kstream create them.")
-    to_create = {t: (config.topic_partitions, {}) for t in missing_user}
-    to_create.update({t: spec for t, spec in wanted_internal.items() if t not in existing})
+    if missing_user:
+        create(admin, {t: (config.topic_partitions, {}) for t in missing_user})
+    counts = {t: len(md.partitions) for t, md in existing.items()}
+    counts.update({t: config.topic_partitions for t in missing_user})
+    wanted = _internal_partitions(topology, counts)
+    to_create: dict[str, tuple[int, dict[str, str]]] = {}
+    for name, partitions in wanted.items():
+        if name not in existing:
+            to_create[name] = (partitions, internal[name].config)
+        elif counts[name] != partitions:
+            raise MissingTopicsError(
+                f"internal topic {name} has {counts[name]} partitions but its inputs have "
+                f"{partitions}: the input topics changed size. Reset the application (delete "
+                f"its internal topics and state directory) to rebuild it.")
+    if config.error_policy == ERROR_DEAD_LETTER and config.dlq_topic not in existing:
+        to_create[config.dlq_topic] = (1, {})
     if to_create:
         create(admin, to_create)
+    counts.update({t: spec[0] for t, spec in to_create.items()})
+    _check_copartitioning(topology, counts)
+    return counts
+
+
+def _internal_partitions(topology: Topology, counts: dict[str, int]) -> dict[str, int]:
+    subs = topology.subtopologies()
+    writer: dict[str, int] = {}
+    for sub in subs:
+        for name in sub.nodes:
+            node = topology.nodes[name]
+            if isinstance(node, SinkNode) and node.topic in topology.internal_topics:
+                writer[node.topic] = sub.index  # type: ignore[index]
+    store_sub = {st: sub.index for sub in subs for st in sub.stores}
+    resolved: dict[int, int] = {}
+
+    def sub_partitions(index: int, seen: frozenset[int] = frozenset()) -> int:
+        if index in resolved:
+            return resolved[index]
+        if index in seen:
+            raise MissingTopicsError("repartition topics form a cycle")
+        sizes = []
+        for topic in subs[index].source_topics:
+            if topic in topology.internal_topics:
+                sizes.append(sub_partitions(writer[topic], seen | {index}))
+            elif topic in counts:
+                sizes.append(counts[topic])
+        resolved[index] = max(sizes) if sizes else 1
+        return resolved[index]
+
+    result = {}
+    for name, spec in topology.internal_topics.items():
+        if spec.kind == "repartition":
+            if name not in writer:
+                raise MissingTopicsError(f"nothing writes repartition topic {name}")
+            result[name] = sub_partitions(writer[name])
+        else:
+            store = next(b.name for b in topology.stores.values()
+                         if b.changelog_topic(topology.application_id) == name)
+            result[name] = sub_partitions(store_sub[store]) if store in store_sub else 1
+    return result
+
+
+def _check_copartitioning(topology: Topology, counts: dict[str, int]) -> None:
+    for sub in topology.subtopologies():
+        if not sub.stores or len(sub.source_topics) < 2:
+            continue
+        sizes = {t: counts.get(t) for t in sub.source_topics}
+        if len(set(sizes.values())) > 1:
+            raise MissingTopicsError(
+                f"topics {sizes} are joined or share stores, so they must have the same number "
+                "of partitions (co-partitioning); repartition one of them")
 
 
 def create(admin: AdminClient, topics: dict[str, tuple[int, dict[str, str]]],

@@ -170,7 +170,8 @@ class TopologyTestDriver:
         for topic, count in (partitions or {}).items():
             if count <= 0:
                 raise ConfigError(f"topic {topic!r} needs at least one partition, got {count}")
-        self.topology: Topology = topology if isinstance(topology, Topology) else topology.build()
+        built = topology if isinstance(topology, Topology) else topology.build()
+        self.topology: Topology = built.bind(application_id)
         self._subtopologies = self.topology.subtopologies()  # validates before making a dir
         self.application_id = application_id
         self.error_policy = error_policy
