@@ -89,6 +89,8 @@ class Topology:
         self._topic_to_source: dict[str, str] = {}
         self.internal_topics: dict[str, InternalTopic] = {}
         self.application_id: str | None = None
+        # Set by operators that route records to `<application_id>-dlq` (e.g. late records).
+        self.dlq_required = False
 
     # -- building ------------------------------------------------------------------------------
     def _add(self, node: Node, parents: Iterable[str]) -> None:

@@ -65,6 +65,7 @@ class Task:
         self.collector = collector
         self.stores: dict[str, Any] = stores or {}
         self.stream_time = -1
+        self.dropped_late = 0  # records too late for their window (windowed operators count)
         self._clock = clock or (lambda: int(time.time() * 1000))
         self._store_users: dict[str, set[str]] = {}
         self.punctuation = PunctuationSchedule()

@@ -47,7 +47,8 @@ def ensure_topics(topology: Topology, config: AppConfig) -> dict[str, int]:
                 f"internal topic {name} has {counts[name]} partitions but its inputs have "
                 f"{partitions}: the input topics changed size. Reset the application (delete "
                 f"its internal topics and state directory) to rebuild it.")
-    if config.error_policy == ERROR_DEAD_LETTER and config.dlq_topic not in existing:
+    needs_dlq = config.error_policy == ERROR_DEAD_LETTER or topology.dlq_required
+    if needs_dlq and config.dlq_topic not in existing:
         to_create[config.dlq_topic] = (1, {})
     if to_create:
         create(admin, to_create)
