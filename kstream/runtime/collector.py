@@ -60,10 +60,17 @@ class KafkaRecordCollector:
                        timestamp: int, on_delivery: Callable[[KafkaError | None, Any], None]
                        ) -> None:
         """A store's changelog record; `on_delivery(err, msg)` learns its offset (msg.offset())."""
+        errors = self.delivery_errors
+
+        def delivered(err: KafkaError | None, msg: Any) -> None:
+            if err is not None:  # the committer must see it before offsets are committed
+                errors.append(err)
+            on_delivery(err, msg)
+
         while True:
             try:
                 # The callback slot, not on_delivery: a positional None in `callback` disables both.
-                self._produce(topic, value, key, partition, on_delivery, None, timestamp, None)
+                self._produce(topic, value, key, partition, delivered, None, timestamp, None)
                 return
             except BufferError:
                 self._producer.poll(0.05)

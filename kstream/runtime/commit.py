@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from kstream.errors import FatalError, TaskMigratedError
+from kstream.runtime import faults
 from kstream.runtime.collector import KafkaRecordCollector
 from kstream.runtime.stats import EngineStats
 from kstream.runtime.task import Task
@@ -99,21 +100,30 @@ class AtMostOnce(Committer):
 class AtLeastOnce(Committer):
     def commit(self, tasks: Iterable[Task], offsets: list[TopicPartition]) -> None:
         tasks = list(tasks)
+        for task in tasks:                                   # 2. cached updates out
+            task.flush_caches()
+        # Outputs are acknowledged before the changelog is written: a restored store then
+        # never holds an update whose output record was lost, so no update goes missing.
+        self._flush_acknowledged("output records")
         for task in tasks:                                   # 3. changelog records
-            task.prepare_commit()
-        remaining = self.producer.flush(self.timeout_s)      # every output acknowledged
-        if remaining:
-            raise FatalError(f"{remaining} records not acknowledged within {self.timeout_s}s")
-        if self.collector.delivery_errors:
-            errors = self.collector.delivery_errors[:3]
-            raise FatalError(f"output records failed to deliver, offsets not committed: {errors}")
+            task.send_changelogs()
+        self._flush_acknowledged("changelog records")
         valid = [tp for tp in offsets if tp.offset >= 0]
         if valid:                                            # 4. offsets
             _commit_offsets(self.consumer, valid)
+        faults.maybe_crash("after_commit_before_flush")
         for task in tasks:                                   # 6. local stores
             task.after_commit()
         self.stats.commits += 1
         self.dirty = False
+
+    def _flush_acknowledged(self, what: str) -> None:
+        remaining = self.producer.flush(self.timeout_s)
+        if remaining:
+            raise FatalError(f"{remaining} {what} not acknowledged within {self.timeout_s}s")
+        if self.collector.delivery_errors:
+            errors = self.collector.delivery_errors[:3]
+            raise FatalError(f"{what} failed to deliver, offsets not committed: {errors}")
 
 
 class ExactlyOnce(Committer):
@@ -153,6 +163,7 @@ class ExactlyOnce(Committer):
             self._on_transaction_error(exc, tasks)
             raise TransactionAborted(str(exc)) from exc
         self.in_transaction = False
+        faults.maybe_crash("after_commit_before_flush")
         for task in tasks:                                   # 6. local stores
             task.after_commit()
         self.stats.commits += 1

@@ -319,8 +319,10 @@ class Engine:
         stores = [store for task in tasks for store in task.stores.values()]
         if not stores:
             return
+        client = {k: v for k, v in self.config.consumer_config.items()
+                  if k.startswith(("security.", "sasl.", "ssl.", "client."))}
         report = restore_stores(self.config.bootstrap_servers, stores,
-                                self.config.restore_timeout_ms / 1000)
+                                self.config.restore_timeout_ms / 1000, client)
         self.stats.restored += report.records
 
     def new_task(self, sub_index: int, partition: int) -> Task:

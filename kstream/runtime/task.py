@@ -223,8 +223,14 @@ class Task:
     def prepare_commit(self) -> None:
         """Emit coalesced updates (record caches), then send the stores' buffered writes to
         their changelogs (inside the transaction)."""
+        self.flush_caches()
+        self.send_changelogs()
+
+    def flush_caches(self) -> None:
         for flush in self._cache_flushes:
             flush()
+
+    def send_changelogs(self) -> None:
         for store in self.stores.values():
             store.prepare_commit(self.collector)
 
