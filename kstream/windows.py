@@ -131,8 +131,10 @@ class SessionWindows:
     """Per-key sessions of activity: records closer than `inactivity_gap` share a session.
 
     A session is `[first record time, last record time]`; a record that bridges two sessions
-    merges them. A session closes when stream time passes end + grace; closed sessions are
-    final and never merged again.
+    merges them. A session closes when stream time passes end + inactivity_gap + grace (no
+    record that could extend it can still arrive in time); closed sessions are final and never
+    merged again. A record is late when even its merged session would end before stream time
+    - grace (as Kafka Streams).
     """
 
     inactivity_gap: int

@@ -11,8 +11,10 @@ Emit modes:
   with the largest time the window holds: end - 1 for tumbling/hopping windows, the latest
   record's time for sliding windows and sessions.
 
-Close times: end + grace for [start, end) windows; end + grace + 1 for sliding windows and
-sessions, whose end is inclusive (as Kafka Streams). A record with no open window left is late:
+Close times (the stream time at which a window is final): end + grace for [start, end)
+windows; end + grace + 1 for sliding windows, whose end is inclusive (as Kafka Streams);
+end + gap + grace + 1 for sessions, which any record within the gap could still extend. A
+record with no open window left is late:
 counted in `task.dropped_late` and, with late="dead_letter", sent to `<application_id>-dlq`.
 """
 
@@ -310,9 +312,7 @@ class SlidingWindowAggregateOp(_WindowedAggregate):
         ts = record.timestamp
         d = self._d
         cut = st - self._grace  # windows with end >= cut are open
-        if ts + 1 + d <= cut:
-            self._late(record, st)
-        elif not self._aggregate(record, key, ts, d, cut):
+        if ts + 1 + d <= cut or not self._aggregate(record, key, ts, d, cut):
             self._late(record, st)
         if st >= self._next_check:
             self._maintain(st)
@@ -409,6 +409,8 @@ class SessionWindowAggregateOp(_WindowedAggregate):
                          late_dead_letter, key_serde, value_serde)
         self._gap = windows.inactivity_gap
         self._merger = merger
+        # A session closes once no record could extend it: end + gap + grace < stream time.
+        self._close_after_end = windows.inactivity_gap + windows.grace + 1
 
     def process(self, record: Record) -> None:
         key = record.key
@@ -416,7 +418,7 @@ class SessionWindowAggregateOp(_WindowedAggregate):
             return
         st = self._task.stream_time
         ts = record.timestamp
-        cut = st - self._grace  # sessions with end >= cut are open
+        cut = st - self._grace  # a merged session ending before this is late
         if not self._merge(record, key, ts, st, cut):
             self._late(record, st)
         if st >= self._next_check:
@@ -427,15 +429,17 @@ class SessionWindowAggregateOp(_WindowedAggregate):
         store = self._store
         kb = store.key_bytes(key)
         gap = self._gap
-        found = store.find_raw(kb, max(ts - gap, cut), ts + gap, max(st, ts))  # type: ignore[attr-defined]
-        if not found and ts < cut:
+        # Open sessions only: one ending before cut - gap can no longer grow (closed, final).
+        found = store.find_raw(kb, max(ts - gap, cut - gap), ts + gap, max(st, ts))  # type: ignore[attr-defined]
+        start = end = ts
+        for _, s, e, _ in found:
+            start, end = min(start, s), max(end, e)
+        if end < cut:
             return False
         agg = self._init()
-        start = end = ts
         merger = self._merger
-        for _, s, e, value in found:
+        for _, _, _, value in found:
             agg = merger(key, agg, value)
-            start, end = min(start, s), max(end, e)
         pending = self._pending
         existing = None
         for skey, s, e, _ in found:
@@ -444,7 +448,7 @@ class SessionWindowAggregateOp(_WindowedAggregate):
                 continue
             store.put_raw(skey, None)
             if pending is not None:
-                pending.remove(e + self._grace + 1, skey)
+                pending.remove(e + self._close_after_end, skey)
             else:
                 self._down(Record(Windowed(key, s, e), None, ts, _copy(record.headers),
                                   record.topic, record.partition, record.offset))
@@ -453,7 +457,7 @@ class SessionWindowAggregateOp(_WindowedAggregate):
         store.put_raw(skey, agg)
         if pending is not None:
             if existing is None:
-                pending.add(end + self._grace + 1, skey)
+                pending.add(end + self._close_after_end, skey)
         else:
             record.key = Windowed(key, start, end)
             record.value = agg
