@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import orjson
@@ -172,3 +172,56 @@ class Poller:
 
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
+
+
+# -- additions for bench/stateful.py -----------------------------------------------------------
+def create_topics_with_config(servers: str, names: list[str], partitions: int,
+                              config: dict[str, str], timeout: float = 30.0) -> None:
+    """Like `create_topics`, with topic configs (e.g. {"cleanup.policy": "compact"})."""
+    admin = AdminClient({"bootstrap.servers": servers})
+    futures = admin.create_topics([NewTopic(n, partitions, 1, config=dict(config))
+                                   for n in names], operation_timeout=timeout)
+    for fut in futures.values():
+        fut.result(timeout=timeout)
+    create_topics_wait(admin, names, partitions, timeout)
+
+
+def create_topics_wait(admin: AdminClient, names: list[str], partitions: int,
+                       timeout: float) -> None:
+    """Wait until every partition of `names` has a leader."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        md = admin.list_topics(timeout=10).topics
+        if all(n in md and len(md[n].partitions) == partitions
+               and all(p.leader >= 0 for p in md[n].partitions.values()) for n in names):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"topics {names} have no leaders after {timeout}s")
+
+
+def produce_keyed(servers: str, topic: str, records: Iterable[tuple[bytes, bytes]]) -> float:
+    """Produce (key, value) records fast (linger, big batches, Java partitioner); seconds."""
+    producer = Producer({"bootstrap.servers": servers, "linger.ms": 20,
+                         "batch.num.messages": 10000, "batch.size": 1_000_000,
+                         "compression.type": "none", "enable.idempotence": True,
+                         "partitioner": "murmur2_random"})
+    started = time.perf_counter()
+    produce = producer.produce
+    for key, value in records:
+        while True:
+            try:
+                produce(topic, value, key)
+                break
+            except BufferError:
+                producer.poll(0.05)
+    if producer.flush(120):
+        raise RuntimeError(f"producing the input to {topic} did not finish")
+    return time.perf_counter() - started
+
+
+def read_latest(servers: str, topic: str, timeout: float = 300.0
+                ) -> tuple[int, dict[bytes | None, bytes | None]]:
+    """Read `topic` read_committed to its end: (record count, last value per key)."""
+    latest: dict[bytes | None, bytes | None] = {}
+    count = count_topic(servers, topic, 0, timeout, check=latest.__setitem__)
+    return count, latest
