@@ -6,6 +6,7 @@ to the layers below (write buffer -> change-logging -> backend).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,23 @@ from kstream.state.buffer import WriteBuffer
 from kstream.state.changelog import ChangelogCollector
 from serdes import Serde, SerdeContext, TupleKeySerde, prefix_range
 
+CACHE_ENTRIES = 10_000
+_MISSING = object()
+
+
+def _cache_key(key: Any) -> Any:
+    """Keys equal in Python but encoded differently (1, 1.0, True) must not share an entry."""
+    return key if type(key) is str else (type(key), key)
+
 
 class KeyValueStore:
-    """A task's key-value store: buffered writes, ordered scans, changelog on commit."""
+    """A task's key-value store: buffered writes, ordered scans, changelog on commit.
+
+    Point reads go through a bounded cache of decoded values (hot keys skip the backend read
+    and the decode). Invariant: the cache always equals what `get` would decode from the buffer
+    and backend; it is cleared whenever uncommitted writes are dropped. Values returned by
+    `get` are shared with the cache: put a changed value back rather than mutating it alone.
+    """
 
     def __init__(self, name: str, buffer: WriteBuffer, backend: Backend, key_serde: Serde,
                  value_serde: Serde, *, changelog_topic: str, partition: int,
@@ -35,14 +50,31 @@ class KeyValueStore:
         self._value_ctx = SerdeContext(topic=changelog_topic, partition=partition)
         self._ser_key, self._de_key = key_serde.serialize, key_serde.deserialize
         self._ser_value, self._de_value = value_serde.serialize, value_serde.deserialize
+        self._cache: dict[Any, Any] = {}
 
     def __repr__(self) -> str:
         return f"KeyValueStore({self.name!r}, partition={self.partition})"
 
     # -- reads ---------------------------------------------------------------------------------
     def get(self, key: Any) -> Any:
+        try:
+            ck = _cache_key(key)
+            value = self._cache.get(ck, _MISSING)
+        except TypeError:  # unhashable key: no caching
+            ck, value = _MISSING, _MISSING
+        if value is not _MISSING:
+            return value
         data = self._buffer.get(self._key_bytes(key))
-        return None if data is None else self._de_value(data, self._value_ctx)
+        value = None if data is None else self._de_value(data, self._value_ctx)
+        if ck is not _MISSING:
+            self._remember(ck, value)
+        return value
+
+    def _remember(self, ck: Any, value: Any) -> None:
+        cache = self._cache
+        if len(cache) >= CACHE_ENTRIES and ck not in cache:
+            del cache[next(iter(cache))]  # oldest insertion first
+        cache[ck] = value
 
     def range(self, from_key: Any = None, to_key: Any = None) -> Iterator[tuple[Any, Any]]:
         """(key, value) pairs with from_key <= key <= to_key in key order; None: unbounded."""
@@ -81,9 +113,15 @@ class KeyValueStore:
         """Buffer a write; value None deletes. Visible to this task's reads at once."""
         self._buffer.put(self._key_bytes(key),
                          None if value is None else self._ser_value(value, self._value_ctx))
+        self._cached_write(key, value)
 
     def delete(self, key: Any) -> None:
         self._buffer.put(self._key_bytes(key), None)
+        self._cached_write(key, None)
+
+    def _cached_write(self, key: Any, value: Any) -> None:
+        with contextlib.suppress(TypeError):  # unhashable key: no caching
+            self._remember(_cache_key(key), value)
 
     def _key_bytes(self, key: Any) -> bytes:
         if key is None:
@@ -98,12 +136,18 @@ class KeyValueStore:
         self._buffer.prepare_commit(collector)
 
     def after_commit(self) -> None:
-        self._buffer.after_commit()
+        try:
+            self._buffer.after_commit()
+        except BaseException:
+            self._cache.clear()  # the buffered writes were dropped: so are their cached values
+            raise
 
     def discard_uncommitted(self) -> None:
         self._buffer.discard()
+        self._cache.clear()
 
     def close(self) -> None:
         """Close the backend; writes not yet committed are dropped (they are not durable)."""
         self._buffer.discard()
+        self._cache.clear()
         self.backend.close()

@@ -51,7 +51,9 @@ class MemoryBackend:
             if value is None:
                 data.pop(key)
             else:
-                data.set(key, value)
+                # A copy: some encoders return bytes that pin a much larger buffer (orjson
+                # keeps ~4 KB per value), and this backend keeps every value it is given.
+                data.set(key, bytes(memoryview(value)))
         if offset is not None:
             self._offset = offset
 
