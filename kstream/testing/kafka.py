@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -88,10 +88,11 @@ class KafkaCluster:
             with contextlib.suppress(Exception):
                 fut.result(timeout=timeout)
 
-    def produce(self, topic: str, records: Iterable[tuple[bytes | str | None, bytes | str | None]],
+    def produce(self, topic: str, records: Iterable[tuple[Any, ...]],
                 partition: int | None = None, timestamp: int | None = None,
                 timeout: float = 60.0) -> int:
-        """Produce (key, value) pairs idempotently and wait until all are acknowledged."""
+        """Produce (key, value) or (key, value, timestamp ms) tuples idempotently and wait
+        until all are acknowledged."""
         producer = Producer(self.config(**{"enable.idempotence": True, "linger.ms": 5}))
         errors: list[KafkaError] = []
 
@@ -100,12 +101,13 @@ class KafkaCluster:
                 errors.append(err)
 
         count = 0
-        for key, value in records:
+        for key, value, *when in records:
             kwargs: dict[str, object] = {"key": key, "value": value, "on_delivery": on_delivery}
             if partition is not None:
                 kwargs["partition"] = partition
-            if timestamp is not None:
-                kwargs["timestamp"] = timestamp
+            ts = when[0] if when else timestamp
+            if ts is not None:
+                kwargs["timestamp"] = ts
             while True:
                 try:
                     producer.produce(topic, **kwargs)  # type: ignore[arg-type]
