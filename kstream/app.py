@@ -35,10 +35,22 @@ class App:
     def run(self, install_signal_handlers: bool = True) -> None:
         """Block until stopped (SIGTERM/SIGINT: finish the batch, commit, leave the group)."""
         self._engine = engine = Engine(self.topology, self.config)
+        if self.config.metrics_port is not None:
+            self._serve_metrics(self.config.metrics_port)
         if install_signal_handlers and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: engine.request_stop())
         engine.run()
+
+    def _serve_metrics(self, port: int) -> None:
+        from prometheus_client import CollectorRegistry, start_http_server
+
+        from kstream.metrics import EngineCollector
+
+        registry = CollectorRegistry()
+        registry.register(EngineCollector(self.config.application_id, lambda: self.stats))
+        start_http_server(port, registry=registry)
+        log.info("event=metrics port=%d", port)
 
     def stop(self) -> None:
         if self._engine is not None:
@@ -46,4 +58,9 @@ class App:
 
     @property
     def stats(self) -> dict[str, int]:
-        return self._engine.stats.snapshot() if self._engine else {}
+        """Counters of this instance (records in/out, commits, aborts, lag, late records…)."""
+        if self._engine is None:
+            return {}
+        snapshot = self._engine.stats.snapshot()
+        snapshot["late_records"] += sum(t.dropped_late for t in list(self._engine.tasks.values()))
+        return snapshot

@@ -49,6 +49,7 @@ class AppConfig:
     topic_partitions: int = 1
     shutdown_timeout_ms: int = 30_000
     restore_timeout_ms: int = 600_000
+    metrics_port: int | None = None  # serve Prometheus metrics on this port when set
     consumer_config: dict[str, Any] = field(default_factory=dict)
     producer_config: dict[str, Any] = field(default_factory=dict)
 

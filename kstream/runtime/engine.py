@@ -113,7 +113,7 @@ class Engine:
                 self.committer.close()
         finally:
             for task in self.tasks.values():
-                task.close()
+                self._retire(task)
             self.tasks.clear()
             if self.identity is not None:
                 self.identity.release()
@@ -331,9 +331,13 @@ class Engine:
                           self.subtopologies[sub_index], partition, self.collector,
                           self.identity.directory)
 
+    def _retire(self, task: Task) -> None:
+        self.stats.late_records += task.dropped_late  # keep counts across task lifetimes
+        task.close()
+
     def _close_tasks(self) -> None:
         for task in self.tasks.values():
-            task.close()
+            self._retire(task)
         self.tasks.clear()
         self._handlers = {}
         self._assignment = []
@@ -341,7 +345,7 @@ class Engine:
     def _recreate_tasks(self) -> None:
         assignment = self._assignment
         for task in self.tasks.values():
-            task.close()
+            self._retire(task)
         self.tasks.clear()
         self._assignment = assignment
         self._create_tasks()
@@ -399,8 +403,21 @@ class Engine:
             "partition.assignment.strategy": "range",
             "session.timeout.ms": cfg.session_timeout_ms,
             "heartbeat.interval.ms": max(500, cfg.session_timeout_ms // 5),
+            # Lag comes from librdkafka's statistics: no extra requests, parsed every 10 s.
+            "statistics.interval.ms": 10_000,
+            "stats_cb": self._on_consumer_stats,
             **cfg.consumer_config,
         }
+
+    def _on_consumer_stats(self, payload: str) -> None:
+        try:
+            stats = orjson.loads(payload)
+            self.stats.lag = sum(
+                max(0, p.get("consumer_lag", 0))
+                for t in stats.get("topics", {}).values()
+                for pid, p in t.get("partitions", {}).items() if pid != "-1")
+        except (orjson.JSONDecodeError, AttributeError, TypeError):
+            log.debug("unreadable consumer statistics")
 
 
 class _StopWithoutCommit(Exception):

@@ -16,6 +16,7 @@ class EngineStats:
     errors: int = 0
     lag: int = 0
     restored: int = 0
+    late_records: int = 0  # of closed tasks; live tasks add their own
 
     def snapshot(self) -> dict[str, int]:
         return asdict(self)
