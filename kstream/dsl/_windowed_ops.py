@@ -186,7 +186,16 @@ class _WindowedAggregate(Processor):
 
 
 class TimeWindowAggregateOp(_WindowedAggregate):
-    """Tumbling and hopping windows: each record updates every open window holding it."""
+    """Tumbling and hopping windows: each record updates every open window holding it.
+
+    Hot path: windows updated since the last commit live in a dict `(key, start) ->
+    [Windowed, aggregate]` and reach the store once per commit (flush_cache, called by the
+    task before the stores send their changelogs), or before final results are emitted or
+    segments expire. An update is then a dict lookup and the adder: no key encoding or
+    value (de)serialization per record. Unhashable keys bypass the dict.
+    """
+
+    MAX_DIRTY = 50_000  # windows held before an early flush into the store's write buffer
 
     def __init__(self, store_name: str, index_name: str | None, windows: Any,
                  initializer: Initializer, adder: Adder, late_dead_letter: bool,
@@ -196,6 +205,7 @@ class TimeWindowAggregateOp(_WindowedAggregate):
         self._size = windows.size
         self._tumbling = windows.advance == windows.size
         self._window_starts = windows.window_starts
+        self._dirty: dict[tuple[Any, int], list[Any]] = {}
 
     def process(self, record: Record) -> None:
         key = record.key
@@ -204,50 +214,85 @@ class TimeWindowAggregateOp(_WindowedAggregate):
             return
         st = self._task.stream_time
         ts = record.timestamp
-        size = self._size
-        close_after = st - self._grace  # windows ending at or before this are closed
-        store = self._store
         if self._tumbling:
-            start = ts - ts % size
-            end = start + size
-            if end <= close_after:
+            start = ts - ts % self._size
+            if start + self._size <= st - self._grace:
                 self._late(record, st)
             else:
-                skey = store.store_key(store.key_bytes(key), start, end)
-                agg = store.get_raw(skey)
-                agg = self._adder(key, value, self._init() if agg is None else agg)
-                store.put_raw(skey, agg)
-                record.key = Windowed(key, start, end)
-                record.value = agg
-                self._down(record)
+                ck = (key, start)
+                try:
+                    entry = self._dirty.get(ck)
+                except TypeError:  # unhashable key: cache by its bytes
+                    ck = (self._store.key_bytes(key), start)
+                    entry = self._dirty.get(ck)
+                if entry is None:
+                    entry = self._load(key, start, ck)
+                entry[1] = agg = self._adder(key, value, entry[1])
+                if self._pending is None:
+                    record.key = entry[0]
+                    record.value = agg
+                    self._down(record)
         else:
-            self._hopping(record, key, value, ts, st, close_after)
+            self._hopping(record, key, value, ts, st)
         if st >= self._next_check:
             self._maintain(st)
 
-    def _hopping(self, record: Record, key: Any, value: Any, ts: int, st: int,
-                 close_after: int) -> None:
-        store = self._store
-        kb = store.key_bytes(key)
-        size = self._size
+    def _hopping(self, record: Record, key: Any, value: Any, ts: int, st: int) -> None:
+        size, dirty = self._size, self._dirty
+        close_after = st - self._grace
         updated = False
         for start in self._window_starts(ts):
-            end = start + size
-            if end <= close_after:
+            if start + size <= close_after:
                 continue
             updated = True
-            skey = store.store_key(kb, start, end)
-            old = store.get_raw(skey)
-            agg = self._adder(key, value, self._init() if old is None else old)
-            store.put_raw(skey, agg)
-            if self._pending is not None:
-                if old is None:
-                    self._pending.add(end + self._grace, skey)
-            else:
-                self._down(Record(Windowed(key, start, end), agg, ts, _copy(record.headers),
-                                  record.topic, record.partition, record.offset))
+            ck = (key, start)
+            try:
+                entry = dirty.get(ck)
+            except TypeError:
+                ck = (self._store.key_bytes(key), start)
+                entry = dirty.get(ck)
+            if entry is None:
+                entry = self._load(key, start, ck)
+            entry[1] = agg = self._adder(key, value, entry[1])
+            if self._pending is None:
+                self._down(Record(entry[0], agg, ts, _copy(record.headers), record.topic,
+                                  record.partition, record.offset))
         if not updated:
             self._late(record, st)
+
+    def _load(self, key: Any, start: int, ck: tuple[Any, int]) -> list[Any]:
+        """The window's cache entry, from the store or new (then owing a final result)."""
+        end = start + self._size
+        store = self._store
+        skey = store.store_key(store.key_bytes(key), start, end)
+        agg = store.get_raw(skey)
+        if agg is None:
+            agg = self._init()
+            if self._pending is not None:
+                self._pending.add(end + self._grace, skey)
+        entry = self._dirty[ck] = [Windowed(key, start, end), agg]
+        if len(self._dirty) > self.MAX_DIRTY:
+            self.flush_cache()
+        return entry
+
+    def flush_cache(self) -> None:
+        """Write the windows updated since the last flush into the store (its buffer)."""
+        dirty = self._dirty
+        if not dirty:
+            return
+        store = self._store
+        key_bytes, store_key, put = store.key_bytes, store.store_key, store.put_raw
+        for window, agg in dirty.values():
+            put(store_key(key_bytes(window.key), window.start, window.end), agg)
+        dirty.clear()
+
+    def discard_cache(self) -> None:
+        self._dirty.clear()
+        super().discard_cache()
+
+    def _maintain(self, stream_time: int) -> None:
+        self.flush_cache()  # emission and expiry read the store
+        super()._maintain(stream_time)
 
     def _emit_final(self, skey: bytes) -> None:
         agg = self._store.get_raw(skey)
@@ -256,35 +301,6 @@ class TimeWindowAggregateOp(_WindowedAggregate):
         kb, start, end = decode_store_key(skey)
         self._down(Record(Windowed(self._de_key(kb, self._key_ctx), start, end), agg, end - 1,
                           None, None, self._task.partition, -1))
-
-
-class FinalTimeWindowAggregateOp(TimeWindowAggregateOp):
-    """Tumbling/hopping with emit="final": a new window registers for its final result."""
-
-    def process(self, record: Record) -> None:
-        key = record.key
-        value = record.value
-        if key is None or value is None:
-            return
-        st = self._task.stream_time
-        ts = record.timestamp
-        if self._tumbling:
-            size = self._size
-            start = ts - ts % size
-            end = start + size
-            if end <= st - self._grace:
-                self._late(record, st)
-            else:
-                store = self._store
-                skey = store.store_key(store.key_bytes(key), start, end)
-                old = store.get_raw(skey)
-                store.put_raw(skey, self._adder(key, value, self._init() if old is None else old))
-                if old is None:
-                    self._pending.add(end + self._grace, skey)  # type: ignore[union-attr]
-        else:
-            self._hopping(record, key, value, ts, st, st - self._grace)
-        if st >= self._next_check:
-            self._maintain(st)
 
 
 class SlidingWindowAggregateOp(_WindowedAggregate):

@@ -132,10 +132,7 @@ class WindowedGroupedStream:
                                                     merger, *tail)  # type: ignore[arg-type]
             if isinstance(windows, SlidingWindows):
                 return ops.SlidingWindowAggregateOp(name, index_name, windows, *common, *tail)
-            if index_name is not None:
-                return ops.FinalTimeWindowAggregateOp(name, index_name, windows, *common,
-                                                      *tail)
-            return ops.TimeWindowAggregateOp(name, None, windows, *common, *tail)
+            return ops.TimeWindowAggregateOp(name, index_name, windows, *common, *tail)
 
         node = builder._name(name, "WINDOWED-AGGREGATE")
         topology.add_processor(node, supplier, stream.node)

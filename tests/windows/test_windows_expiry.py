@@ -44,6 +44,7 @@ def test_window_store_fetch_and_all(backend: str) -> None:
         topic = driver.input_topic("in", StringSerde(), "json")
         for key, ts in [("a", 1), ("a", 12), ("b", 13), ("a", 25), ("a", 27)]:
             topic.pipe(key, {}, ts)
+        driver.commit()  # time-window updates reach the store at commit (the window cache)
         store = driver.get_store("c")
         assert [(w.start, v) for w, v in store.fetch("a", 0, 19)] == [(0, 1), (10, 1)]
         assert [(w.start, v) for w, v in store.fetch("a", 0, 10**9)] == [(0, 1), (10, 1),
