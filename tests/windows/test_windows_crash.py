@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -112,10 +113,14 @@ def test_windowed_exactly_once_survives_sigkill(kafka, topic_factory, tmp_path, 
         progress = wait_committed(kafka, app_id, inp, target, 120, [proc])
         proc.kill()
         print(f"killed run {n} at {progress} committed offsets")
+    # Lose the local state too: the last run restores window and pending-result stores from
+    # their changelogs.
+    shutil.rmtree(tmp_path / "state")
     final_proc = WindowAppProcess("window_app", env, tmp_path / "final.log").start()
     window_processes.append(final_proc)
     wait_committed(kafka, app_id, inp, total, 180, [final_proc])
     assert final_proc.terminate() == 0, final_proc.log_tail()
+    assert "kstream.restore restored" in final_proc.log_path.read_text()
     assert committed_total(kafka, app_id, inp) == total
 
     want_final, want_totals = expected(data)
