@@ -17,6 +17,13 @@ from kstream.processor import (
 )
 from kstream.record import Record
 from kstream.topology import Topology, TopologyError
+from kstream.windows import (
+    HoppingWindows,
+    SessionWindows,
+    SlidingWindows,
+    TumblingWindows,
+    field_timestamp,
+)
 
 __version__ = "0.1.0"
 
@@ -24,5 +31,6 @@ __all__ = [
     "AT_LEAST_ONCE", "AT_MOST_ONCE", "EXACTLY_ONCE", "STREAM_TIME", "WALL_CLOCK_TIME",
     "App", "AppConfig", "BranchedStream", "ConfigError", "KStreamError", "MissingTopicsError",
     "Processor", "ProcessorContext", "PunctuationType", "Record", "RecordError", "Stream",
-    "StreamBuilder", "Topology", "TopologyError",
+    "StreamBuilder", "Topology", "TopologyError", "TumblingWindows", "HoppingWindows",
+    "SlidingWindows", "SessionWindows", "field_timestamp",
 ]

@@ -43,6 +43,19 @@ class TaskMigratedError(KStreamError):
     """This instance lost its tasks (fenced or kicked out of the group); rejoin, don't write."""
 
 
+class ProducerFencedError(TaskMigratedError):
+    """A newer producer with our transactional.id exists: our open transaction is void."""
+
+
+FENCED_CODES = frozenset({"_FENCED", "PRODUCER_FENCED", "INVALID_PRODUCER_EPOCH"})
+
+
+def is_fenced(err: object) -> bool:
+    """True for a confluent_kafka KafkaError that means this producer was fenced."""
+    name = getattr(err, "name", lambda: "")()
+    return name in FENCED_CODES
+
+
 class FatalError(KStreamError):
     """The producer or consumer hit an error it cannot recover from; the app stops."""
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from kstream.errors import FatalError
+from kstream.errors import FatalError, ProducerFencedError, is_fenced
 from kstream.runtime.stats import EngineStats
 
 BACKPRESSURE_DEADLINE_S = 60.0
@@ -39,6 +39,8 @@ class KafkaRecordCollector:
         except BufferError:
             self._wait_for_room(topic, key, value, timestamp, headers, partition)
         except KafkaException as exc:
+            if is_fenced(exc.args[0]):
+                raise ProducerFencedError(f"producer fenced while sending to {topic}") from exc
             raise FatalError(f"producing to {topic} failed: {exc}") from exc
         self._stats.records_out += 1
 
@@ -74,6 +76,11 @@ class KafkaRecordCollector:
                 return
             except BufferError:
                 self._producer.poll(0.05)
+
+    def rebind(self, producer: Producer) -> None:
+        """Send through a new producer (the old one was fenced)."""
+        self._producer = producer
+        self._produce = producer.produce
 
     def partition_count(self, topic: str) -> int:
         count = self._partition_counts.get(topic)

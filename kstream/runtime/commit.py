@@ -24,7 +24,12 @@ from collections.abc import Iterable
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from kstream.errors import FatalError, TaskMigratedError
+from kstream.errors import (
+    FatalError,
+    ProducerFencedError,
+    TaskMigratedError,
+    is_fenced,
+)
 from kstream.runtime import faults
 from kstream.runtime.collector import KafkaRecordCollector
 from kstream.runtime.stats import EngineStats
@@ -140,7 +145,12 @@ class ExactlyOnce(Committer):
 
     def before_batch(self, positions: list[TopicPartition]) -> None:
         if not self.in_transaction:                          # 1. begin
-            self.producer.begin_transaction()
+            try:
+                self.producer.begin_transaction()
+            except KafkaException as exc:
+                if is_fenced(exc.args[0]):
+                    raise ProducerFencedError(f"producer fenced: {exc.args[0]}") from exc
+                raise
             self.in_transaction = True
         self.dirty = True
 
@@ -171,6 +181,8 @@ class ExactlyOnce(Committer):
 
     def _on_transaction_error(self, exc: KafkaException, tasks: list[Task]) -> None:
         err: KafkaError = exc.args[0]
+        if is_fenced(err):
+            raise ProducerFencedError(f"producer fenced during commit: {err}") from exc
         if err.fatal():
             raise FatalError(
                 f"transactional producer hit a fatal error ({err}); another instance may be "
@@ -191,10 +203,19 @@ class ExactlyOnce(Committer):
             try:
                 _retry(lambda: self.producer.abort_transaction(self.timeout_s), "abort")
             except KafkaException as exc:
+                if is_fenced(exc.args[0]):
+                    raise ProducerFencedError(f"producer fenced: {exc.args[0]}") from exc
                 raise FatalError(f"abort_transaction failed: {exc}") from exc
             self.in_transaction = False
             self.stats.aborts += 1
         super().abort(tasks)
+
+    def replace_producer(self, producer: Producer) -> None:
+        """After fencing: forget the void transaction and start over with a new producer."""
+        self.producer = producer
+        self.in_transaction = False
+        self.dirty = False
+        self.start()
 
     def close(self) -> None:
         if self.in_transaction:

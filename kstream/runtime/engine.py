@@ -24,7 +24,14 @@ from confluent_kafka import (
 )
 
 from kstream.config import AT_MOST_ONCE, ERROR_DEAD_LETTER, AppConfig
-from kstream.errors import FatalError, RecordError, TaskMigratedError, dead_letter_headers
+from kstream.errors import (
+    FatalError,
+    KStreamError,
+    ProducerFencedError,
+    RecordError,
+    TaskMigratedError,
+    dead_letter_headers,
+)
 from kstream.runtime import topics
 from kstream.runtime.collector import KafkaRecordCollector
 from kstream.runtime.commit import Committer, TransactionAborted, make_committer
@@ -56,6 +63,8 @@ class Engine:
         self._fail_at: dict[tuple[str, int], int] = {}
         self._pending_failure: RecordError | None = None
         self._failure_deadline = 0.0
+        self._fencings: list[float] = []
+        self._fenced_during_revoke: ProducerFencedError | None = None
         self.identity: InstanceIdentity | None = None
         self.consumer: Consumer | None = None
         self.producer: Producer | None = None
@@ -72,7 +81,10 @@ class Engine:
         clean = False
         try:
             while not self._stop:
-                self.run_once()
+                try:
+                    self.run_once()
+                except ProducerFencedError as exc:
+                    self._recover_from_fencing(exc)
             clean = True
         finally:
             self.shutdown(commit=clean)
@@ -103,8 +115,12 @@ class Engine:
             if self.consumer is not None and self.committer is not None:
                 try:
                     if not commit:
-                        self.committer.abort(list(self.tasks.values()))
+                        # Marked first: the revocation inside consumer.close() must not commit.
                         self._pending_failure = self._pending_failure or _StopWithoutCommit()
+                        try:
+                            self.committer.abort(list(self.tasks.values()))
+                        except KStreamError as exc:  # the error that stopped us matters more
+                            log.warning("event=abort_failed error=%s", exc)
                     elif self.committer.dirty:
                         self._commit()
                 finally:
@@ -140,6 +156,9 @@ class Engine:
             self.committer.before_batch([])  # punctuators may write: inside the transaction
             for task in due:
                 task.punctuate_wall_clock()
+        if self._fenced_during_revoke is not None:
+            exc, self._fenced_during_revoke = self._fenced_during_revoke, None
+            raise exc
         if self._pending_failure is not None and time.monotonic() > self._failure_deadline:
             raise self._pending_failure
         if time.monotonic() >= self._next_commit:
@@ -253,9 +272,44 @@ class Engine:
             self.committer.commit(list(self.tasks.values()), offsets)
         except TransactionAborted:
             self._rewind()
+        except ProducerFencedError:
+            raise  # handled by the loop: rejoin with a new producer
         except TaskMigratedError as exc:
             log.warning("event=task_migrated error=%s", exc)
             self._recreate_tasks()
+
+    def _recover_from_fencing(self, exc: ProducerFencedError) -> None:
+        """Drop every task without committing, replace the producer and rejoin the group.
+
+        The fenced transaction is void on the broker, so its outputs and offsets never count;
+        the group hands partitions out again and processing resumes from committed offsets.
+        """
+        now = time.monotonic()
+        self._fencings = [t for t in self._fencings if now - t < 60] + [now]
+        if len(self._fencings) > 3:
+            raise FatalError(f"fenced {len(self._fencings)} times in a minute: another "
+                             "instance keeps using this instance's transactional.id") from exc
+        log.warning("event=fenced error=%s action=rejoin", exc)
+        assert self.consumer is not None and self.committer is not None
+        assert self.collector is not None
+        for task in self.tasks.values():
+            task.discard_uncommitted()
+        self._close_tasks()
+        self.committer.dirty = False
+        self.committer.in_transaction = False  # type: ignore[attr-defined]
+        # Fresh clients, as after a restart: closing the consumer leaves the group (its
+        # revocation commits nothing: nothing is dirty), the new one joins again.
+        old_consumer, old_producer = self.consumer, self.producer
+        old_consumer.close()
+        if old_producer is not None:
+            old_producer.purge()
+        self.producer = Producer(self._producer_config())
+        self.collector.rebind(self.producer)
+        self.consumer = Consumer(self._consumer_config())
+        self.committer.consumer = self.consumer
+        self.committer.replace_producer(self.producer)  # type: ignore[attr-defined]
+        self.consumer.subscribe(self.topology.source_topics, on_assign=self._on_assign,
+                                on_revoke=self._on_revoke, on_lost=self._on_lost)
 
     def _abort_and_rewind(self) -> None:
         assert self.committer is not None
@@ -286,11 +340,18 @@ class Engine:
         log.info("event=assign partitions=%s", _describe(partitions))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        if self.committer is not None and self.committer.dirty and self._pending_failure is None:
-            self._commit()
-        elif self.committer is not None:
-            self.committer.abort(list(self.tasks.values()))
-        self._close_tasks()
+        try:
+            if self.committer is not None and self.committer.dirty and \
+                    self._pending_failure is None:
+                self._commit()
+            elif self.committer is not None:
+                self.committer.abort(list(self.tasks.values()))
+        except ProducerFencedError as exc:
+            # Nothing of ours can be committed any more; the next owner redoes it.
+            log.warning("event=revoke_fenced error=%s", exc)
+            self._fenced_during_revoke = exc
+        finally:
+            self._close_tasks()
         log.info("event=revoke partitions=%s", _describe(partitions))
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:

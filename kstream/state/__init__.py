@@ -10,6 +10,8 @@ from kstream.state.errors import ChangelogWriteError, StateCorruptedError, State
 from kstream.state.kv import KeyValueStore
 from kstream.state.restore import RestoreReport, StoreRestore, restore_stores
 from kstream.state.rocksdb_memory import RocksDBMemory, configure_rocksdb
+from kstream.state.session_store import SessionStore, SessionStoreBuilder, session_store
+from kstream.state.window_store import WindowStore, WindowStoreBuilder, window_store
 
 __all__ = [
     "kv_store",
@@ -23,4 +25,10 @@ __all__ = [
     "ChangelogWriteError",
     "RocksDBMemory",
     "configure_rocksdb",
+    "window_store",
+    "WindowStore",
+    "WindowStoreBuilder",
+    "session_store",
+    "SessionStore",
+    "SessionStoreBuilder",
 ]
