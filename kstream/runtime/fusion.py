@@ -61,6 +61,34 @@ def compile_chain(topology: Topology, first_children: list[str],
     return chain  # type: ignore[no-any-return]
 
 
+_FUSABLE = (_ops.FilterOp, _ops.MapOp, _ops.MapValuesOp, _ops.SelectKeyOp, _ops.PeekOp,
+            _ops.PassThroughOp, _ops.FlatMapValuesOp, _ops.FlatMapOp)
+
+
+def fusable(op: Processor) -> bool:
+    if type(op) is _ops.SinkOp:
+        return isinstance(op._topic, str) and op._partitioner is None
+    return type(op) in _FUSABLE
+
+
+def compile_record_entry(topology: Topology, node: str, processors: dict[str, Processor],
+                         collector: Any) -> Callable[[Record], None]:
+    """A fused function that takes a Record at `node` (e.g. the output of an aggregation)."""
+    em = _Emitter("", -1)
+    em.line(0, "def entry(record):")
+    em.line(1, "key = record.key; value = record.value; ts = record.timestamp")
+    em.line(1, "headers = record.headers; offset = record.offset")
+    em.line(1, "TOPIC = record.topic; PARTITION = record.partition")
+    _emit_node(em, topology, node, processors, collector, depth=1, skip="return")
+    em.line(1, "return None")
+    source = "\n".join(em.lines)
+    namespace = dict(em.env)
+    exec(compile(source, f"<kstream fused entry {node}>", "exec"), namespace)  # noqa: S102
+    entry = namespace["entry"]
+    entry.__kstream_source__ = source
+    return entry  # type: ignore[no-any-return]
+
+
 def _emit_children(em: _Emitter, topology: Topology, children: list[str],
                    processors: dict[str, Processor], collector: Any, depth: int,
                    skip: str) -> None:

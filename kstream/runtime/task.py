@@ -22,7 +22,13 @@ from kstream.errors import (
 )
 from kstream.processor import Processor, ProcessorContext, PunctuationType
 from kstream.record import Record
-from kstream.runtime.fusion import Chain, compile_chain, fusion_enabled
+from kstream.runtime.fusion import (
+    Chain,
+    compile_chain,
+    compile_record_entry,
+    fusable,
+    fusion_enabled,
+)
 from kstream.runtime.punctuation import PunctuationSchedule, Punctuator
 from kstream.topology import ProcessorNode, SinkNode, SourceNode, SubTopology, Topology
 from serdes import SerdeContext
@@ -94,7 +100,7 @@ class Task:
         for name in reversed(_topological(topology, self.sub.nodes)):
             if name not in self._processors:
                 continue
-            contexts[name]._connect({kid: self._processors[kid].process
+            contexts[name]._connect({kid: self._entry(topology, kid)
                                      for kid in topology.children[name]})
             self._processors[name].init(contexts[name])
         order = _topological(topology, self.sub.nodes)
@@ -106,6 +112,13 @@ class Task:
             for topic in source.topics:
                 chain = self._chain(topology, source, topic)
                 self._handlers[topic] = self._source_handler(source, topic, chain)
+
+    def _entry(self, topology: Topology, node: str) -> Callable[[Record], None]:
+        """How a parent hands a record to `node`: a fused chain when it starts there."""
+        proc = self._processors[node]
+        if fusion_enabled() and fusable(proc):
+            return compile_record_entry(topology, node, self._processors, self.collector)
+        return proc.process
 
     def _chain(self, topology: Topology, source: SourceNode, topic: str) -> Chain:
         """What runs after deserialization: fused operators, or plain processor calls."""
