@@ -98,7 +98,7 @@ SampleRecord = tuple[str, str, dict[str, Any], int]
 # and CRC32 (librdkafka's default), see the tests.
 FLUSH_CARDS = [f"flush-{i}" for i in range(8)]
 FLUSH_AFTER = 120 * MINUTE
-_AMOUNTS = [20, 20, 40, 50, 50, 100, 100, 100, 200, 200, 300, 400, 600, 1000]
+_AMOUNTS = [20, 20, 40, 50, 50, 50, 100, 100, 100, 100, 200, 200, 200, 300, 400, 600, 1000]
 
 
 def base_time(now_ms: int | None = None) -> int:
@@ -114,19 +114,19 @@ def withdrawal(card: str, atm: str, amount: int, ts: int) -> SampleRecord:
 
 def generate(count: int, now_ms: int | None = None) -> list[SampleRecord]:
     """`count` records: visits of 1-4 withdrawals a few minutes apart over two hours for
-    count // 15 cards (at least 10), then the flush tail; deterministic for a given count
+    count // 5 cards (at least 10), then the flush tail; deterministic for a given count
     within one hour."""
     rng = random.Random(count)
     base = base_time(now_ms)
     flush = FLUSH_CARDS[:count]
-    cards = [f"card-{i:03d}" for i in range(max(10, count // 15))]
+    cards = [f"card-{i:03d}" for i in range(max(10, count // 5))]
     records: list[SampleRecord] = []
     while len(records) < count - len(flush):
         card, ts = rng.choice(cards), base + rng.randrange(120 * MINUTE)
         for _ in range(min(rng.randint(1, 4), count - len(flush) - len(records))):
             records.append(withdrawal(card, f"atm-{rng.randint(1, 12):02d}",
                                       rng.choice(_AMOUNTS), ts))
-            ts += rng.randint(30_000, 8 * MINUTE)
+            ts += rng.randint(30_000, 4 * MINUTE)
     records.sort(key=lambda r: r[3])
     # A few withdrawals reach us out of order, as from ATMs that were briefly offline.
     # Swapped only when less than the grace period apart, so none of them is late.
