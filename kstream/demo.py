@@ -16,7 +16,7 @@ SampleRecord = tuple[str, Any, Any, int]
 
 @dataclass(frozen=True)
 class DemoSpec:
-    build: Callable[[], Topology]
+    build: Callable[..., Topology]  # called with the (renamed) input, then output topics
     inputs: dict[str, int]  # topic -> partitions
     input_serdes: dict[str, tuple[Any, Any]]  # topic -> (key serde, value serde)
     outputs: dict[str, tuple[Any, Any]]  # topic -> (key serde, value serde)

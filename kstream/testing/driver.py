@@ -230,6 +230,11 @@ class TopologyTestDriver:
         return self._partitions.get(topic, 1)
 
     # -- state and time ------------------------------------------------------------------------
+    @property
+    def late_records(self) -> int:
+        """Records windowed operators dropped as too late (each operator counts its own)."""
+        return sum(task.dropped_late for task in self._tasks.values())
+
     def get_store(self, name: str, partition: int = 0) -> Any:
         """The store object that `build_task` created for `name` in the given partition's task."""
         for sub in self._subtopologies:

@@ -93,7 +93,10 @@ class KafkaCluster:
                 timeout: float = 60.0) -> int:
         """Produce (key, value) or (key, value, timestamp ms) tuples idempotently and wait
         until all are acknowledged."""
-        producer = Producer(self.config(**{"enable.idempotence": True, "linger.ms": 5}))
+        # murmur2 like Java clients, kstream's engine and the TopologyTestDriver: keys land on
+        # the same partitions everywhere.
+        producer = Producer(self.config(**{"enable.idempotence": True, "linger.ms": 5,
+                                            "partitioner": "murmur2_random"}))
         errors: list[KafkaError] = []
 
         def on_delivery(err: KafkaError | None, _msg: object) -> None:
