@@ -34,18 +34,18 @@ class AggregateOp(Processor):
     def init(self, context: ProcessorContext) -> None:
         self.context = context
         self._store = context.get_store(self._store_name)
+        self._get, self._put = self._store.get, self._store.put
         self._down = context._downstream
 
     def process(self, record: Record) -> None:
         key, value = record.key, record.value
         if key is None or value is None:
             return
-        store = self._store
-        aggregate = store.get(key)
+        aggregate = self._get(key)
         if aggregate is None:
             aggregate = self._initializer()
         aggregate = self._adder(key, value, aggregate)
-        store.put(key, aggregate)
+        self._put(key, aggregate)
         record.value = aggregate
         if self._emit_on_commit:
             self._pending[key] = record

@@ -6,7 +6,6 @@ to the layers below (write buffer -> change-logging -> backend).
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,11 +17,6 @@ from serdes import Serde, SerdeContext, TupleKeySerde, prefix_range
 
 CACHE_ENTRIES = 10_000
 _MISSING = object()
-
-
-def _cache_key(key: Any) -> Any:
-    """Keys equal in Python but encoded differently (1, 1.0, True) must not share an entry."""
-    return key if type(key) is str else (type(key), key)
 
 
 class KeyValueStore:
@@ -57,8 +51,10 @@ class KeyValueStore:
 
     # -- reads ---------------------------------------------------------------------------------
     def get(self, key: Any) -> Any:
+        # Cache key: keys equal in Python but encoded differently (1, 1.0, True) must not
+        # share an entry, so non-str keys carry their type.
+        ck = key if type(key) is str else (type(key), key)
         try:
-            ck = _cache_key(key)
             value = self._cache.get(ck, _MISSING)
         except TypeError:  # unhashable key: no caching
             ck, value = _MISSING, _MISSING
@@ -120,8 +116,14 @@ class KeyValueStore:
         self._cached_write(key, None)
 
     def _cached_write(self, key: Any, value: Any) -> None:
-        with contextlib.suppress(TypeError):  # unhashable key: no caching
-            self._remember(_cache_key(key), value)
+        ck = key if type(key) is str else (type(key), key)
+        cache = self._cache
+        try:
+            if len(cache) >= CACHE_ENTRIES and ck not in cache:
+                del cache[next(iter(cache))]  # oldest insertion first
+            cache[ck] = value
+        except TypeError:  # unhashable key: no caching
+            pass
 
     def _key_bytes(self, key: Any) -> bytes:
         if key is None:
