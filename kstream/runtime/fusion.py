@@ -122,7 +122,12 @@ def _emit_node(em: _Emitter, topology: Topology, name: str, processors: dict[str
     elif kind is _ops.PassThroughOp:
         pass
     elif kind is _ops.FlatMapValuesOp:
+        # Operators after this one may rebind `key`; every value starts from the same key.
+        saved = f"key{em.counter}"
+        em.counter += 1
+        em.line(depth, f"{saved} = key")
         em.line(depth, f"for value in {em.bind(op._mapper, 'fmv')}(value):")  # type: ignore[attr-defined]
+        em.line(depth + 1, f"key = {saved}")
         depth, skip = depth + 1, "continue"
     elif kind is _ops.FlatMapOp:
         em.line(depth, f"for key, value in {em.bind(op._mapper, 'fm')}(key, value):")  # type: ignore[attr-defined]
