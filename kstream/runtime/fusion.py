@@ -144,7 +144,8 @@ def _emit_node(em: _Emitter, topology: Topology, name: str, processors: dict[str
     else:
         # Not fusable: hand over a Record; the processor runs as usual from here on.
         proc = em.bind(op.process, "proc")
-        em.line(depth, f"{proc}(Record(key, value, ts, headers, TOPIC, PARTITION, offset))")
+        headers = "list(headers) if headers else headers" if skip == "continue" else "headers"
+        em.line(depth, f"{proc}(Record(key, value, ts, {headers}, TOPIC, PARTITION, offset))")
         return
     if kids:
         _emit_children(em, topology, kids, processors, collector, depth, skip)
