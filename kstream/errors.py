@@ -60,6 +60,16 @@ class FatalError(KStreamError):
     """The producer or consumer hit an error it cannot recover from; the app stops."""
 
 
+def producer_error(exc: Exception, what: str) -> KStreamError:
+    """Translate a confluent_kafka.KafkaException from a producer call: fencing (the instance
+    rejoins) or anything else (the app stops). librdkafka raises a fatal error from whichever
+    call comes next — poll and flush included — so every producer call goes through here."""
+    err = exc.args[0] if exc.args else exc
+    if is_fenced(err):
+        return ProducerFencedError(f"producer fenced during {what}: {err}")
+    return FatalError(f"producer failed during {what}: {err}")
+
+
 def dead_letter_headers(error: RecordError, original: Headers | None) -> Headers:
     """The original headers plus where the record came from and why it failed."""
     tb = "".join(traceback.format_exception_only(type(error.cause), error.cause)).strip()

@@ -12,7 +12,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from kstream.errors import FatalError, ProducerFencedError, is_fenced
+from kstream.errors import FatalError, ProducerFencedError, is_fenced, producer_error
 from kstream.runtime.stats import EngineStats
 
 BACKPRESSURE_DEADLINE_S = 60.0
@@ -39,16 +39,14 @@ class KafkaRecordCollector:
         except BufferError:
             self._wait_for_room(topic, key, value, timestamp, headers, partition)
         except KafkaException as exc:
-            if is_fenced(exc.args[0]):
-                raise ProducerFencedError(f"producer fenced while sending to {topic}") from exc
-            raise FatalError(f"producing to {topic} failed: {exc}") from exc
+            raise self._classify(exc, topic) from exc
         self._stats.records_out += 1
 
     def _wait_for_room(self, topic: str, key: bytes | None, value: bytes | None, timestamp: int,
                        headers: list[tuple[str, bytes]] | None, partition: int) -> None:
         deadline = time.monotonic() + BACKPRESSURE_DEADLINE_S
         while True:
-            self._producer.poll(0.05)
+            self._poll(0.05)
             try:
                 self._produce(topic, value, key, partition, None, None, timestamp, headers)
                 return
@@ -75,7 +73,26 @@ class KafkaRecordCollector:
                 self._produce(topic, value, key, partition, delivered, None, timestamp, None)
                 return
             except BufferError:
-                self._producer.poll(0.05)
+                self._poll(0.05)
+
+    def _classify(self, exc: KafkaException, topic: str) -> Exception:
+        """produce() reports only a generic _FATAL; the producer's next call names the cause
+        (e.g. _FENCED), which decides between rejoining and stopping."""
+        err = exc.args[0]
+        if is_fenced(err):
+            return ProducerFencedError(f"producer fenced while sending to {topic}")
+        if err.code() == KafkaError._FATAL:
+            try:
+                self._producer.poll(0)
+            except KafkaException as cause:
+                return producer_error(cause, f"send to {topic}")
+        return FatalError(f"producing to {topic} failed: {exc}")
+
+    def _poll(self, timeout_s: float) -> None:
+        try:
+            self._producer.poll(timeout_s)
+        except KafkaException as exc:
+            raise producer_error(exc, "poll") from exc
 
     def rebind(self, producer: Producer) -> None:
         """Send through a new producer (the old one was fenced)."""

@@ -29,6 +29,7 @@ from kstream.errors import (
     ProducerFencedError,
     TaskMigratedError,
     is_fenced,
+    producer_error,
 )
 from kstream.runtime import faults
 from kstream.runtime.collector import KafkaRecordCollector
@@ -76,7 +77,7 @@ class Committer(abc.ABC):
         self.dirty = False
 
     def close(self) -> None:
-        self.producer.flush(self.timeout_s)
+        _flush(self.producer, self.timeout_s, "flush")
 
 
 class AtMostOnce(Committer):
@@ -92,7 +93,7 @@ class AtMostOnce(Committer):
         tasks = list(tasks)
         for task in tasks:
             task.prepare_commit()
-        self.producer.flush(self.timeout_s)
+        _flush(self.producer, self.timeout_s, "flush")
         valid = [tp for tp in offsets if tp.offset >= 0]
         if valid:  # normally what before_batch committed; lower when stopping at a bad record
             _commit_offsets(self.consumer, valid)
@@ -123,7 +124,7 @@ class AtLeastOnce(Committer):
         self.dirty = False
 
     def _flush_acknowledged(self, what: str) -> None:
-        remaining = self.producer.flush(self.timeout_s)
+        remaining = _flush(self.producer, self.timeout_s, what)
         if remaining:
             raise FatalError(f"{remaining} {what} not acknowledged within {self.timeout_s}s")
         if self.collector.delivery_errors:
@@ -199,7 +200,7 @@ class ExactlyOnce(Committer):
                 # librdkafka#4849: an EndTxn(abort) sent before the produced partitions were
                 # added to the transaction fails fatally with INVALID_TXN_STATE. Delivering
                 # first registers them; the records are then aborted with the rest.
-                self.producer.flush(self.timeout_s)
+                _flush(self.producer, self.timeout_s, "flush")
             try:
                 _retry(lambda: self.producer.abort_transaction(self.timeout_s), "abort")
             except KafkaException as exc:
@@ -220,6 +221,13 @@ class ExactlyOnce(Committer):
     def close(self) -> None:
         if self.in_transaction:
             self.abort([])
+
+
+def _flush(producer: Producer, timeout_s: float, what: str) -> int:
+    try:
+        return producer.flush(timeout_s)
+    except KafkaException as exc:
+        raise producer_error(exc, what) from exc
 
 
 def _commit_offsets(consumer: Consumer, offsets: list[TopicPartition]) -> None:

@@ -6,6 +6,7 @@ is needed around tasks, the transaction or the consumer's positions.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import defaultdict
@@ -18,6 +19,7 @@ from confluent_kafka import (
     OFFSET_END,
     Consumer,
     KafkaError,
+    KafkaException,
     Message,
     Producer,
     TopicPartition,
@@ -31,6 +33,7 @@ from kstream.errors import (
     RecordError,
     TaskMigratedError,
     dead_letter_headers,
+    producer_error,
 )
 from kstream.runtime import topics
 from kstream.runtime.collector import KafkaRecordCollector
@@ -119,14 +122,19 @@ class Engine:
                         self._pending_failure = self._pending_failure or _StopWithoutCommit()
                         try:
                             self.committer.abort(list(self.tasks.values()))
-                        except KStreamError as exc:  # the error that stopped us matters more
+                        except (KStreamError, KafkaException) as exc:  # ours matters more
                             log.warning("event=abort_failed error=%s", exc)
                     elif self.committer.dirty:
                         self._commit()
                 finally:
                     self.consumer.close()  # revokes (commits nothing new) and leaves the group
             if self.committer is not None:
-                self.committer.close()
+                try:
+                    self.committer.close()
+                except KStreamError as exc:
+                    if commit:
+                        raise
+                    log.warning("event=close_failed error=%s", exc)  # the first error matters
         finally:
             for task in self.tasks.values():
                 self._retire(task)
@@ -150,7 +158,10 @@ class Engine:
                     start = self._process_run(msgs, start)
             except _RestartBatch:
                 pass  # rewound to the committed offsets: the rest of this batch comes again
-        self.producer.poll(0)  # type: ignore[union-attr]
+        try:
+            self.producer.poll(0)  # type: ignore[union-attr]
+        except KafkaException as exc:
+            raise producer_error(exc, "poll") from exc
         due = [task for task in self.tasks.values() if task.wall_clock_due()]
         if due:
             self.committer.before_batch([])  # punctuators may write: inside the transaction
@@ -302,7 +313,8 @@ class Engine:
         old_consumer, old_producer = self.consumer, self.producer
         old_consumer.close()
         if old_producer is not None:
-            old_producer.purge()
+            with contextlib.suppress(KafkaException):  # fenced: its queue is void anyway
+                old_producer.purge()
         self.producer = Producer(self._producer_config())
         self.collector.rebind(self.producer)
         self.consumer = Consumer(self._consumer_config())
