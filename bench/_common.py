@@ -7,6 +7,7 @@ process lifetime on the same broker, and reports ratios: the machines we run on 
 from __future__ import annotations
 
 import contextlib
+import cProfile
 import os
 import platform
 import resource
@@ -16,7 +17,9 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
@@ -225,3 +228,66 @@ def read_latest(servers: str, topic: str, timeout: float = 300.0
     latest: dict[bytes | None, bytes | None] = {}
     count = count_topic(servers, topic, 0, timeout, check=latest.__setitem__)
     return count, latest
+
+
+@dataclass
+class TimedRun:
+    """One kstream app run, timed from outside by sampling its stats (see Poller)."""
+
+    stats: dict[str, Any]  # the app's counters the moment `done` first held
+    t_launch: float
+    t_start: float  # first batch consumed
+    t_done: float  # `done` first held
+    t_stopped: float  # app stopped and joined
+
+    @property
+    def seconds(self) -> float:
+        return self.t_done - self.t_start
+
+    @property
+    def rate(self) -> float:
+        return self.stats["records_in"] / self.seconds
+
+
+def run_app_timed(app: Any, done: Callable[[dict[str, Any]], bool], timeout_s: float,
+                  profile: str | None = None) -> TimedRun:
+    """Run `app` in a thread until `done(app.stats)` (or failure/deadline), then stop it.
+
+    With `profile`, cProfile covers the app thread only and is written to that path.
+    """
+    failure: list[BaseException] = []
+    prof = cProfile.Profile() if profile else None
+
+    def target() -> None:
+        try:
+            if prof is not None:
+                prof.enable()
+            app.run(install_signal_handlers=False)
+        except BaseException as exc:  # noqa: BLE001 - reported by the caller's thread
+            failure.append(exc)
+        finally:
+            if prof is not None:
+                prof.disable()
+
+    poller = Poller(lambda: app.stats, started=lambda s: s.get("records_in", 0) > 0,
+                    done=lambda s: bool(failure) or done(s))
+    thread = threading.Thread(target=target, name="kstream-bench-app", daemon=True)
+    t_launch = time.perf_counter()
+    thread.start()
+    poller.start()
+    deadline = time.monotonic() + timeout_s
+    while not poller.wait(0.2):
+        if failure or not thread.is_alive() or time.monotonic() > deadline:
+            poller.cancel()
+            break
+    stats = dict(app.stats)
+    app.stop()
+    thread.join(120)
+    t_stopped = time.perf_counter()
+    if failure:
+        raise RuntimeError(f"kstream app failed: {failure[0]!r}") from failure[0]
+    if poller.t_done is None or poller.t_start is None:
+        raise RuntimeError(f"kstream did not finish: stats {app.stats}")
+    if prof is not None and profile:
+        prof.dump_stats(profile)
+    return TimedRun(stats, t_launch, poller.t_start, poller.t_done, t_stopped)

@@ -35,7 +35,6 @@ read_committed, must equal the truth computed from the input.
 from __future__ import annotations
 
 import argparse
-import cProfile
 import datetime
 import gc
 import io
@@ -45,7 +44,6 @@ import pstats
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,7 +55,6 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402
-    Poller,
     bootstrap,
     create_topics,
     create_topics_with_config,
@@ -66,6 +63,7 @@ from _common import (  # noqa: E402
     peak_rss_mb,
     produce_keyed,
     read_latest,
+    run_app_timed,
     unique,
 )
 
@@ -242,50 +240,16 @@ def run_kstream(servers: str, inp: str, n: int, partitions: int, backend: str = 
     create_topics(servers, [out], partitions)
     with tempfile.TemporaryDirectory(prefix="kstream-bench-agg-") as state_dir:
         app = build_app(servers, inp, out, state_dir, backend, emit_on_commit)
-        failure: list[BaseException] = []
-        prof = cProfile.Profile() if profile else None
-
-        def target() -> None:
-            try:
-                if prof is not None:
-                    prof.enable()
-                app.run(install_signal_handlers=False)
-            except BaseException as exc:  # noqa: BLE001 - reported by the main thread
-                failure.append(exc)
-            finally:
-                if prof is not None:
-                    prof.disable()
-
-        def done(s: Any) -> bool:
-            if failure:
-                return True
-            if emit_on_commit:
-                return s.get("records_in", 0) >= n
-            return s.get("records_out", 0) >= n
-
-        poller = Poller(lambda: app.stats, lambda s: s.get("records_in", 0) > 0, done)
-        t_launch = time.perf_counter()
-        thread = threading.Thread(target=target, name="kstream-bench-app", daemon=True)
-        thread.start()
-        poller.start()
-        finished = poller.wait(RUN_TIMEOUT_S)
-        app.stop()
-        thread.join(120)
-        t_joined = time.perf_counter()
-        if prof is not None and profile:
-            prof.dump_stats(profile)
-        if failure:
-            raise RuntimeError("kstream run failed") from failure[0]
-        if not finished or poller.t_start is None or poller.t_done is None:
-            raise RuntimeError(f"kstream did not finish: {app.stats}")
-        stats = app.stats or {}
         application_id = app.config.application_id
+        # With emit_on_commit, outputs are coalesced: the input count is the finish line.
+        counter = "records_in" if emit_on_commit else "records_out"
+        run = run_app_timed(app, lambda s: s.get(counter, 0) >= n, RUN_TIMEOUT_S, profile)
+    stats = run.stats
     return {"side": "kstream", "variant": variant_name(backend, emit_on_commit),
             "backend": backend, "emit_on_commit": emit_on_commit, "out": out,
             "changelog": f"{application_id}-{STORE}-changelog", "consumed": n,
-            "rate": n / (poller.t_done - poller.t_start),
-            "seconds": poller.t_done - poller.t_start,
-            "startup_s": poller.t_start - t_launch, "tail_s": t_joined - poller.t_done,
+            "rate": n / run.seconds, "seconds": run.seconds,
+            "startup_s": run.t_start - run.t_launch, "tail_s": run.t_stopped - run.t_done,
             "commits": stats.get("commits"), "aborts": stats.get("aborts"),
             "records_out": stats.get("records_out")}
 

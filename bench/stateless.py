@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import cProfile
 import datetime
 import gc
 import io
@@ -30,7 +29,6 @@ import pstats
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -41,7 +39,6 @@ from confluent_kafka import Consumer, KafkaError, Producer
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402
-    Poller,
     bootstrap,
     count_topic,
     create_topics,
@@ -49,6 +46,7 @@ from _common import (  # noqa: E402
     median,
     peak_rss_mb,
     produce_orders,
+    run_app_timed,
     unique,
 )
 
@@ -189,49 +187,12 @@ def run_kstream(servers: str, inp: str, n: int, partitions: int, guarantee: str,
     expected = passing(n)
     with tempfile.TemporaryDirectory(prefix="kstream-bench-") as state_dir:
         app = build_app(servers, inp, out, guarantee, state_dir)
-        failure: list[BaseException] = []
-        prof = cProfile.Profile() if profile else None
-
-        def target() -> None:
-            try:
-                if prof is not None:
-                    prof.enable()
-                app.run(install_signal_handlers=False)
-            except BaseException as exc:  # noqa: BLE001 - reported by the main thread
-                failure.append(exc)
-            finally:
-                if prof is not None:
-                    prof.disable()
-
-        poller = Poller(lambda: app.stats,
-                        started=lambda s: s.get("records_in", 0) > 0,  # type: ignore[union-attr]
-                        done=lambda s: (s.get("records_in", 0) >= n  # type: ignore[union-attr]
-                                        and s.get("records_out", 0) >= expected))
-        thread = threading.Thread(target=target, name="kstream-app")
-        t_launch = time.perf_counter()
-        thread.start()
-        poller.start()
-        deadline = time.monotonic() + RUN_TIMEOUT_S
-        while not poller.wait(0.2):
-            if failure or not thread.is_alive() or time.monotonic() > deadline:
-                poller.cancel()
-                break
-        stats_at_done = app.stats
-        app.stop()
-        thread.join(120)
-        t_stopped = time.perf_counter()
-        if failure:
-            raise RuntimeError(f"kstream app failed: {failure[0]!r}") from failure[0]
-        if poller.t_done is None or poller.t_start is None:
-            raise RuntimeError(f"kstream did not finish: stats {app.stats}")
-        if prof is not None:
-            prof.dump_stats(profile)
+        run = run_app_timed(app, lambda s: s.get("records_in", 0) >= n
+                            and s.get("records_out", 0) >= expected, RUN_TIMEOUT_S, profile)
     return {"side": "kstream", "guarantee": guarantee, "out": out,
-            "consumed": stats_at_done["records_in"],
-            "rate": stats_at_done["records_in"] / (poller.t_done - poller.t_start),
-            "seconds": poller.t_done - poller.t_start, "startup_s": poller.t_start - t_launch,
-            "tail_s": t_stopped - poller.t_done, "commits": app.stats.get("commits", 0),
-            "records_out": stats_at_done["records_out"]}
+            "consumed": run.stats["records_in"], "rate": run.rate, "seconds": run.seconds,
+            "startup_s": run.t_start - run.t_launch, "tail_s": run.t_stopped - run.t_done,
+            "commits": run.stats.get("commits", 0), "records_out": run.stats["records_out"]}
 
 
 def verify(servers: str, result: dict[str, Any], n: int) -> None:

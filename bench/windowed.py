@@ -15,12 +15,10 @@ batch arrived), as in bench/stateless.py (group join and final commit excluded).
 from __future__ import annotations
 
 import argparse
-import cProfile
 import datetime
 import struct
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -31,7 +29,6 @@ from confluent_kafka import Consumer, Producer
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402
-    Poller,
     bootstrap,
     count_topic,
     create_topics,
@@ -39,6 +36,7 @@ from _common import (  # noqa: E402
     median,
     peak_rss_mb,
     produce_orders,
+    run_app_timed,
     unique,
 )
 
@@ -153,47 +151,11 @@ def run_kstream(servers: str, inp: str, n: int, partitions: int, backend: str,
     create_topics(servers, [out], partitions)
     with tempfile.TemporaryDirectory(prefix="kstream-bench-") as state_dir:
         app = build_app(servers, inp, out, state_dir, backend)
-        failure: list[BaseException] = []
-        prof = cProfile.Profile() if profile else None
-
-        def target() -> None:
-            try:
-                if prof is not None:
-                    prof.enable()
-                app.run(install_signal_handlers=False)
-            except BaseException as exc:  # noqa: BLE001 - reported by the main thread
-                failure.append(exc)
-            finally:
-                if prof is not None:
-                    prof.disable()
-
-        poller = Poller(lambda: app.stats,
-                        started=lambda s: s.get("records_in", 0) > 0,  # type: ignore[union-attr]
-                        done=lambda s: (s.get("records_in", 0) >= n  # type: ignore[union-attr]
-                                        and s.get("records_out", 0) >= n))
-        thread = threading.Thread(target=target, name="kstream-app")
-        t_launch = time.perf_counter()
-        thread.start()
-        poller.start()
-        deadline = time.monotonic() + RUN_TIMEOUT_S
-        while not poller.wait(0.2):
-            if failure or not thread.is_alive() or time.monotonic() > deadline:
-                poller.cancel()
-                break
-        stats = app.stats
-        app.stop()
-        thread.join(120)
-        t_stopped = time.perf_counter()
-        if failure:
-            raise RuntimeError(f"kstream app failed: {failure[0]!r}") from failure[0]
-        if poller.t_done is None or poller.t_start is None:
-            raise RuntimeError(f"kstream did not finish: stats {app.stats}")
-        if prof is not None:
-            prof.dump_stats(profile)
-    return {"side": "kstream", "out": out, "consumed": stats["records_in"],
-            "rate": stats["records_in"] / (poller.t_done - poller.t_start),
-            "startup_s": poller.t_start - t_launch, "tail_s": t_stopped - poller.t_done,
-            "commits": stats.get("commits", 0)}
+        run = run_app_timed(app, lambda s: s.get("records_in", 0) >= n
+                            and s.get("records_out", 0) >= n, RUN_TIMEOUT_S, profile)
+    return {"side": "kstream", "out": out, "consumed": run.stats["records_in"],
+            "rate": run.rate, "startup_s": run.t_start - run.t_launch,
+            "tail_s": run.t_stopped - run.t_done, "commits": run.stats.get("commits", 0)}
 
 
 def verify(servers: str, result: dict[str, Any], n: int) -> None:
