@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from kstream.dsl._ops import _Operator
 from kstream.processor import Processor, ProcessorContext
 from kstream.record import Record
 
@@ -62,16 +63,22 @@ class AggregateOp(Processor):
         self._pending.clear()
 
 
-class TableSourceOp(Processor):
-    """Materializes a topic as a table (latest value per key; None deletes) and emits changes."""
+class _StoreOperator(Processor):
+    """An operator that reads or writes one named store and forwards downstream."""
 
-    def __init__(self, store_name: str) -> None:
-        self._store_name = store_name
+    _store_name: str
 
     def init(self, context: ProcessorContext) -> None:
         self.context = context
         self._store = context.get_store(self._store_name)
         self._down = context._downstream
+
+
+class TableSourceOp(_StoreOperator):
+    """Materializes a topic as a table (latest value per key; None deletes) and emits changes."""
+
+    def __init__(self, store_name: str) -> None:
+        self._store_name = store_name
 
     def process(self, record: Record) -> None:
         if record.key is None:
@@ -80,16 +87,12 @@ class TableSourceOp(Processor):
         self._down(record)
 
 
-class TableFilterOp(Processor):
+class TableFilterOp(_Operator):
     """A filtered view: a change that no longer matches becomes a delete (tombstone)."""
 
     def __init__(self, predicate: Callable[[Any, Any], bool], keep_when: bool) -> None:
         self._predicate = predicate
         self._keep_when = keep_when
-
-    def init(self, context: ProcessorContext) -> None:
-        self.context = context
-        self._down = context._downstream
 
     def process(self, record: Record) -> None:
         if record.value is not None and (
@@ -98,13 +101,9 @@ class TableFilterOp(Processor):
         self._down(record)
 
 
-class TableMapValuesOp(Processor):
+class TableMapValuesOp(_Operator):
     def __init__(self, mapper: Callable[[Any], Any]) -> None:
         self._mapper = mapper
-
-    def init(self, context: ProcessorContext) -> None:
-        self.context = context
-        self._down = context._downstream
 
     def process(self, record: Record) -> None:
         if record.value is not None:
@@ -112,18 +111,13 @@ class TableMapValuesOp(Processor):
         self._down(record)
 
 
-class StreamTableJoinOp(Processor):
+class StreamTableJoinOp(_StoreOperator):
     """Joins each stream record with the table's current value for its key (a lookup)."""
 
     def __init__(self, store_name: str, joiner: Callable[[Any, Any], Any], left: bool) -> None:
         self._store_name = store_name
         self._joiner = joiner
         self._left = left
-
-    def init(self, context: ProcessorContext) -> None:
-        self.context = context
-        self._store = context.get_store(self._store_name)
-        self._down = context._downstream
 
     def process(self, record: Record) -> None:
         if record.key is None:

@@ -52,13 +52,7 @@ def compile_chain(topology: Topology, first_children: list[str],
     em = _Emitter(topic, partition)
     em.line(0, "def chain(key, value, ts, headers, offset):")
     _emit_children(em, topology, first_children, processors, collector, depth=1, skip="return")
-    em.line(1, "return None")
-    source = "\n".join(em.lines)
-    namespace = dict(em.env)
-    exec(compile(source, f"<kstream fused chain {topic}>", "exec"), namespace)  # noqa: S102
-    chain = namespace["chain"]
-    chain.__kstream_source__ = source
-    return chain  # type: ignore[no-any-return]
+    return _compile(em, "chain", f"<kstream fused chain {topic}>")  # type: ignore[no-any-return]
 
 
 _FUSABLE = (_ops.FilterOp, _ops.MapOp, _ops.MapValuesOp, _ops.SelectKeyOp, _ops.PeekOp,
@@ -80,13 +74,18 @@ def compile_record_entry(topology: Topology, node: str, processors: dict[str, Pr
     em.line(1, "headers = record.headers; offset = record.offset")
     em.line(1, "TOPIC = record.topic; PARTITION = record.partition")
     _emit_node(em, topology, node, processors, collector, depth=1, skip="return")
+    return _compile(em, "entry", f"<kstream fused entry {node}>")  # type: ignore[no-any-return]
+
+
+def _compile(em: _Emitter, function: str, label: str) -> Callable[..., None]:
+    """Close the generated function and build it; its source stays readable on the result."""
     em.line(1, "return None")
     source = "\n".join(em.lines)
     namespace = dict(em.env)
-    exec(compile(source, f"<kstream fused entry {node}>", "exec"), namespace)  # noqa: S102
-    entry = namespace["entry"]
-    entry.__kstream_source__ = source
-    return entry  # type: ignore[no-any-return]
+    exec(compile(source, label, "exec"), namespace)  # noqa: S102 - our own generated code
+    built = namespace[function]
+    built.__kstream_source__ = source
+    return built  # type: ignore[no-any-return]
 
 
 def _emit_children(em: _Emitter, topology: Topology, children: list[str],
