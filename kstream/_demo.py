@@ -7,6 +7,7 @@ starts a local broker for the length of the demo.
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import logging
 import tempfile
@@ -70,6 +71,11 @@ def run_demo(name: str, records: int | None = None, bootstrap: str | None = None
                   bootstrap_servers=kafka.bootstrap_servers,
                   state_dir=tempfile.mkdtemp(prefix="kstream-demo-"), **spec.settings)
         outputs = _run_until_quiet(app, kafka, spec, rename, produced)
+        # Close every client before a broker we started goes away, or librdkafka logs
+        # reconnect attempts over the results.
+        del app
+        kafka.close()
+        gc.collect()
     print(f"\n{name}: results read back from the output topics\n")
     print(spec.summarize(outputs))
     return 0

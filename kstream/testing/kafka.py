@@ -62,6 +62,10 @@ class KafkaCluster:
             self._admin = AdminClient({"bootstrap.servers": self.bootstrap_servers})
         return self._admin
 
+    def close(self) -> None:
+        """Drop the shared admin client (its connections close with it)."""
+        self._admin = None
+
     def config(self, **extra: object) -> dict[str, object]:
         return {"bootstrap.servers": self.bootstrap_servers, **extra}
 
