@@ -73,24 +73,8 @@ def order_value(i: int) -> bytes:
 
 def produce_orders(servers: str, topic: str, count: int) -> float:
     """Produce `count` order records fast (linger, big batches); returns seconds taken."""
-    producer = Producer({"bootstrap.servers": servers, "linger.ms": 20,
-                         "batch.num.messages": 10000, "batch.size": 1_000_000,
-                         "compression.type": "none", "enable.idempotence": True,
-                         "partitioner": "murmur2_random"})
-    started = time.perf_counter()
-    produce = producer.produce
-    for i in range(count):
-        value = order_value(i)
-        key = f"u{i % 1000}".encode()
-        while True:
-            try:
-                produce(topic, value, key)
-                break
-            except BufferError:
-                producer.poll(0.05)
-    if producer.flush(120):
-        raise RuntimeError(f"producing the input to {topic} did not finish")
-    return time.perf_counter() - started
+    return produce_keyed(servers, topic, ((f"u{i % 1000}".encode(), order_value(i))
+                                          for i in range(count)))
 
 
 def count_topic(servers: str, topic: str, expected: int, timeout: float,
