@@ -46,13 +46,7 @@ class WindowedSerde:
     def serialize(self, obj: Windowed | None, ctx: SerdeContext | None = None) -> bytes | None:
         if obj is None:
             return None
-        try:
-            key, start, end = obj
-        except (TypeError, ValueError) as exc:
-            raise serde_error(self, "expected Windowed(key, start, end)", ctx, exc) from exc
-        kb = self.inner.serialize(key, ctx)
-        if kb is None:
-            raise serde_error(self, "inner key serde returned None for a windowed key", ctx)
+        kb, start, end = _split(self, obj, ctx)
         try:
             if self.window_size_ms is None:
                 return kb + _Q2.pack(start, end)
@@ -92,13 +86,7 @@ class WindowStoreKeySerde:
     def serialize(self, obj: Windowed | None, ctx: SerdeContext | None = None) -> bytes | None:
         if obj is None:
             return None
-        try:
-            key, start, end = obj
-        except (TypeError, ValueError) as exc:
-            raise serde_error(self, "expected Windowed(key, start, end)", ctx, exc) from exc
-        kb = self.inner.serialize(key, ctx)
-        if kb is None:
-            raise serde_error(self, "inner key serde returned None for a windowed key", ctx)
+        kb, start, end = _split(self, obj, ctx)
         if type(start) is not int or type(end) is not int:
             raise serde_error(self, f"window bounds must be int, got {start!r}, {end!r}", ctx)
         try:
@@ -133,3 +121,15 @@ class WindowStoreKeySerde:
 
     def __repr__(self) -> str:
         return f"WindowStoreKeySerde({self.inner!r})"
+
+
+def _split(serde: Any, obj: Any, ctx: SerdeContext | None) -> tuple[bytes, Any, Any]:
+    """(inner key bytes, start, end) of a Windowed, or a SerializationError naming `serde`."""
+    try:
+        key, start, end = obj
+    except (TypeError, ValueError) as exc:
+        raise serde_error(serde, "expected Windowed(key, start, end)", ctx, exc) from exc
+    kb = serde.inner.serialize(key, ctx)
+    if kb is None:
+        raise serde_error(serde, "inner key serde returned None for a windowed key", ctx)
+    return kb, start, end
