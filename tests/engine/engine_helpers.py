@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -116,3 +117,21 @@ def wait_committed(
     return wait_until(
         progressed, timeout, f"{group} to commit {at_least} offsets on {topic}", interval=0.1
     )
+
+
+def kill_at_random_points(kafka: KafkaCluster, module: str, env: dict[str, str], app_id: str,
+                          inp: str, records: int, kills: int, step: tuple[int, int],
+                          log_dir: Path, procs: list[AppProcess], rng: random.Random,
+                          label: str, timeout: float) -> None:
+    """Start the app, SIGKILL it once its committed input offsets pass a random point, and
+    repeat; kill points advance by a random `step` and stay below 90 % of the input."""
+    progress = 0
+    for n in range(kills):
+        target = min(progress + rng.randrange(*step), records * 9 // 10)
+        if target <= progress:
+            break
+        proc = AppProcess(module, env, log_dir / f"run{n}.log").start()
+        procs.append(proc)
+        progress = wait_committed(kafka, app_id, inp, target, timeout, [proc])
+        proc.kill()
+        print(f"{label}: killed run {n} at {progress} committed input offsets")

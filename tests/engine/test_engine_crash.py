@@ -12,6 +12,7 @@ from engine_helpers import (
     committed_total,
     crash_app_env,
     expected_outputs,
+    kill_at_random_points,
     produce_ids,
     wait_committed,
 )
@@ -39,16 +40,8 @@ def run_with_kills(
     env = crash_app_env(
         kafka, app_id, inp, out, guarantee, tmp_path / "state", CRASH_APP_THROTTLE_US="150"
     )
-    progress = 0
-    for n in range(KILLS):
-        target = min(progress + rng.randrange(1500, 4000), RECORDS * 9 // 10)
-        if target <= progress:
-            break
-        proc = AppProcess("crash_app", env, tmp_path / f"run{n}.log").start()
-        app_processes.append(proc)
-        progress = wait_committed(kafka, app_id, inp, target, 120, [proc])
-        proc.kill()
-        print(f"{guarantee}: killed run {n} at {progress} committed offsets")
+    kill_at_random_points(kafka, "crash_app", env, app_id, inp, RECORDS, KILLS, (1500, 4000),
+                          tmp_path, app_processes, rng, guarantee, 120)
     final = AppProcess("crash_app", env, tmp_path / "final.log").start()
     app_processes.append(final)
     wait_committed(kafka, app_id, inp, RECORDS, 180, [final])

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from engine_helpers import AppProcess, committed_total, wait_committed
+from engine_helpers import AppProcess, committed_total, kill_at_random_points, wait_committed
 
 from kstream.testing import KafkaCluster, wait_until
 
@@ -74,16 +74,8 @@ def test_aggregates_survive_sigkill(kafka: KafkaCluster, topic_factory, tmp_path
     make_input(kafka, inp, 0, records)
     env = env_for(kafka, app_id, inp, out, guarantee, tmp_path / "state",
                   STATEFUL_APP_THROTTLE_US="60", STATEFUL_APP_COMMIT_MS="200")
-    progress = 0
-    for n in range(kills):
-        target = min(progress + rng.randrange(4000, 10000), records * 9 // 10)
-        if target <= progress:
-            break
-        proc = AppProcess("stateful_app", env, tmp_path / f"run{n}.log").start()
-        app_processes.append(proc)
-        progress = wait_committed(kafka, app_id, inp, target, 180, [proc])
-        proc.kill()
-        print(f"{guarantee}: killed run {n} at {progress} committed input offsets")
+    kill_at_random_points(kafka, "stateful_app", env, app_id, inp, records, kills,
+                          (4000, 10000), tmp_path, app_processes, rng, guarantee, 180)
     final = AppProcess("stateful_app", env, tmp_path / "final.log").start()
     app_processes.append(final)
     expected = truth(records)
