@@ -37,10 +37,13 @@ class App:
         self._engine = engine = Engine(self.topology, self.config)
         if self.config.metrics_port is not None:
             self._serve_metrics(self.config.metrics_port)
-        if install_signal_handlers and threading.current_thread() is threading.main_thread():
+        owns_process = (install_signal_handlers
+                        and threading.current_thread() is threading.main_thread())
+        if owns_process:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: engine.request_stop())
-        engine.run()
+        # Owning the process, a stop that overruns shutdown_timeout_ms ends it (exit 3).
+        engine.run(hard_exit_on_shutdown_timeout=owns_process)
 
     def _serve_metrics(self, port: int) -> None:
         from prometheus_client import CollectorRegistry, start_http_server

@@ -40,34 +40,57 @@ class MissingTopicsError(KStreamError):
 
 
 class TaskMigratedError(KStreamError):
-    """This instance lost its tasks (fenced or kicked out of the group); rejoin, don't write."""
+    """This instance lost its tasks (kicked out of the group); drop uncommitted work, rejoin."""
 
 
 class ProducerFencedError(TaskMigratedError):
     """A newer producer with our transactional.id exists: our open transaction is void."""
 
 
-FENCED_CODES = frozenset({"_FENCED", "PRODUCER_FENCED", "INVALID_PRODUCER_EPOCH"})
+class AbortableError(KStreamError):
+    """Kafka refused or lost part of the current commit interval (an outage, a leader move, an
+    abortable transaction state). The engine aborts, rewinds to committed state and goes on.
+
+    `producer_unusable`: the producer instance itself cannot go on (librdkafka reported a fatal
+    error); recovery replaces it, and its successor's init_transactions aborts on the broker.
+    """
+
+    def __init__(self, message: str, producer_unusable: bool = False) -> None:
+        super().__init__(message)
+        self.producer_unusable = producer_unusable
+
+
+class FatalError(KStreamError):
+    """An error no restart would cure (configuration, authorization, an impossible record):
+    the app stops and says what failed."""
 
 
 def is_fenced(err: object) -> bool:
     """True for a confluent_kafka KafkaError that means this producer was fenced."""
-    name = getattr(err, "name", lambda: "")()
-    return name in FENCED_CODES
+    from kstream.runtime.kafka_errors import FENCED_CODES
+
+    code = getattr(err, "code", None)
+    return callable(code) and code() in FENCED_CODES
 
 
-class FatalError(KStreamError):
-    """The producer or consumer hit an error it cannot recover from; the app stops."""
+def kafka_failure(exc: BaseException, what: str) -> KStreamError:
+    """Translate a confluent_kafka.KafkaException from any client call into what the engine
+    does about it (see kstream.runtime.kafka_errors). librdkafka raises a producer's fatal
+    error from whichever call comes next (poll and flush included), so every call goes here."""
+    from kstream.runtime.kafka_errors import ErrorClass, classify, kafka_error_of
+
+    err = kafka_error_of(exc)
+    if err is None:
+        return FatalError(f"{what} failed: {exc!r}")
+    kind = classify(err)
+    if kind is ErrorClass.FENCED:
+        return ProducerFencedError(f"fenced during {what}: {err}")
+    if kind is ErrorClass.FATAL:
+        return FatalError(f"{what} failed: {err}")
+    return AbortableError(f"{what} failed: {err}", producer_unusable=err.fatal())
 
 
-def producer_error(exc: Exception, what: str) -> KStreamError:
-    """Translate a confluent_kafka.KafkaException from a producer call: fencing (the instance
-    rejoins) or anything else (the app stops). librdkafka raises a fatal error from whichever
-    call comes next — poll and flush included — so every producer call goes through here."""
-    err = exc.args[0] if exc.args else exc
-    if is_fenced(err):
-        return ProducerFencedError(f"producer fenced during {what}: {err}")
-    return FatalError(f"producer failed during {what}: {err}")
+producer_error = kafka_failure  # the producer's calls are the most common source
 
 
 def dead_letter_headers(error: RecordError, original: Headers | None) -> Headers:

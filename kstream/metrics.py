@@ -21,6 +21,7 @@ _COUNTERS = {
     "errors": "Records that failed to deserialize or process",
     "restored": "Records replayed from changelogs into local stores",
     "late_records": "Records too late for their window, dropped",
+    "recoveries": "Aborts and rewinds after Kafka errors (broker outages, abortable states)",
 }
 
 
@@ -42,3 +43,8 @@ class EngineCollector(Collector):
                                 labels=["application_id"])
         lag.add_metric([self._application_id], values.get("lag", 0))
         yield lag
+        ready = GaugeMetricFamily("kstream_ready",
+                                  "1 when the instance can reach Kafka, 0 while it waits out an "
+                                  "outage", labels=["application_id"])
+        ready.add_metric([self._application_id], values.get("ready", 1))
+        yield ready

@@ -12,7 +12,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from kstream.errors import FatalError, ProducerFencedError, is_fenced, producer_error
+from kstream.errors import AbortableError, KStreamError, kafka_failure
 from kstream.runtime.stats import EngineStats
 
 BACKPRESSURE_DEADLINE_S = 60.0
@@ -43,18 +43,23 @@ class KafkaRecordCollector:
         self._stats.records_out += 1
 
     def _wait_for_room(self, topic: str, key: bytes | None, value: bytes | None, timestamp: int,
-                       headers: list[tuple[str, bytes]] | None, partition: int) -> None:
+                       headers: list[tuple[str, bytes]] | None, partition: int,
+                       callback: Callable[[KafkaError | None, Any], None] | None = None) -> None:
+        """Serve delivery reports until the queue has room. A queue that stays full means
+        Kafka is not taking records (an outage): the interval is aborted and redone later."""
         deadline = time.monotonic() + BACKPRESSURE_DEADLINE_S
         while True:
             self._poll(0.05)
             try:
-                self._produce(topic, value, key, partition, None, None, timestamp, headers)
+                self._produce(topic, value, key, partition, callback, None, timestamp, headers)
                 return
             except BufferError:
                 if time.monotonic() > deadline:
-                    raise FatalError(
+                    raise AbortableError(
                         f"producer queue stayed full for {BACKPRESSURE_DEADLINE_S:.0f}s while "
-                        f"sending to {topic}: is the broker reachable?") from None
+                        f"sending to {topic}: Kafka is not acknowledging records") from None
+            except KafkaException as exc:
+                raise self._classify(exc, topic) from exc
 
     def send_changelog(self, topic: str, partition: int, key: bytes, value: bytes | None,
                        timestamp: int, on_delivery: Callable[[KafkaError | None, Any], None]
@@ -67,32 +72,32 @@ class KafkaRecordCollector:
                 errors.append(err)
             on_delivery(err, msg)
 
-        while True:
-            try:
-                # The callback slot, not on_delivery: a positional None in `callback` disables both.
-                self._produce(topic, value, key, partition, delivered, None, timestamp, None)
-                return
-            except BufferError:
-                self._poll(0.05)
+        try:
+            # The callback slot, not on_delivery: a positional None in `callback` disables both.
+            self._produce(topic, value, key, partition, delivered, None, timestamp, None)
+        except BufferError:
+            self._wait_for_room(topic, key, value, timestamp, None, partition, delivered)
+        except KafkaException as exc:
+            raise self._classify(exc, topic) from exc
 
-    def _classify(self, exc: KafkaException, topic: str) -> Exception:
-        """produce() reports only a generic _FATAL; the producer's next call names the cause
-        (e.g. _FENCED), which decides between rejoining and stopping."""
+    def _classify(self, exc: KafkaException, topic: str) -> KStreamError:
+        """produce() reports only a generic _FATAL (or _STATE for an abortable transaction);
+        the producer's next call names the cause, which decides between rejoining, replacing
+        the producer and stopping (see kstream.runtime.kafka_errors)."""
         err = exc.args[0]
-        if is_fenced(err):
-            return ProducerFencedError(f"producer fenced while sending to {topic}")
         if err.code() == KafkaError._FATAL:
             try:
                 self._producer.poll(0)
             except KafkaException as cause:
-                return producer_error(cause, f"send to {topic}")
-        return FatalError(f"producing to {topic} failed: {exc}")
+                return kafka_failure(cause, f"send to {topic}")
+            return AbortableError(f"producing to {topic} failed: {err}", producer_unusable=True)
+        return kafka_failure(exc, f"send to {topic}")
 
     def _poll(self, timeout_s: float) -> None:
         try:
             self._producer.poll(timeout_s)
         except KafkaException as exc:
-            raise producer_error(exc, "poll") from exc
+            raise kafka_failure(exc, "poll") from exc
 
     def rebind(self, producer: Producer) -> None:
         """Send through a new producer (the old one was fenced)."""

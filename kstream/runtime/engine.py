@@ -1,7 +1,10 @@
 """The engine loop: consume a batch, route each record to its task, commit on a tick.
 
 One loop per process, single-threaded: rebalance callbacks run inside `consume()`, so no lock
-is needed around tasks, the transaction or the consumer's positions.
+is needed around tasks, the transaction or the consumer's positions. Failures follow
+kstream.runtime.kafka_errors (what each Kafka error means) and kstream.runtime.lifecycle (the
+engine's states); recovery from anything but a fatal error ends in the same place: every task
+back at its committed offsets and committed state.
 """
 
 from __future__ import annotations
@@ -27,35 +30,49 @@ from confluent_kafka import (
 
 from kstream.config import AT_MOST_ONCE, ERROR_DEAD_LETTER, AppConfig
 from kstream.errors import (
+    AbortableError,
     FatalError,
     KStreamError,
     ProducerFencedError,
     RecordError,
     TaskMigratedError,
     dead_letter_headers,
-    producer_error,
+    kafka_failure,
 )
 from kstream.runtime import topics
+from kstream.runtime.client_config import consumer_config, producer_config
+from kstream.runtime.clients import KafkaClients
 from kstream.runtime.collector import KafkaRecordCollector
-from kstream.runtime.commit import Committer, TransactionAborted, make_committer
+from kstream.runtime.commit import Committer, make_committer
 from kstream.runtime.identity import InstanceIdentity
+from kstream.runtime.kafka_errors import ErrorClass, classify
+from kstream.runtime.lifecycle import EngineLifecycle, EngineState
+from kstream.runtime.outage import OutageWaiter, StopRequested
 from kstream.runtime.stats import EngineStats
 from kstream.runtime.task import Task, build_task
+from kstream.runtime.watchdog import Watchdog
 from kstream.state import restore_stores
 from kstream.topology import Topology
 
 log = logging.getLogger("kstream.engine")
 
-FAILURE_REPLAY_DEADLINE_S = 120.0
 TaskFactory = Callable[[int, int], Task]
+FENCINGS_PER_MINUTE = 3
+RECOVERIES_WITHOUT_COMMIT = 50
+MISSING_TOPIC_GRACE_S = 30.0
+CLIENT_LOG_INTERVAL_S = 10.0
+_OUTAGE_CODES = (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT)
+Recoverable = (AbortableError, TaskMigratedError)
 
 
 class Engine:
-    """Runs one App instance: group membership, tasks, processing and commits."""
+    """Runs one App instance: group membership, tasks, processing, commits and recovery."""
 
-    def __init__(self, topology: Topology, config: AppConfig) -> None:
+    def __init__(self, topology: Topology, config: AppConfig,
+                 clients: KafkaClients | None = None) -> None:
         self.topology = topology.bind(config.application_id)
         self.config = config
+        self.clients = clients or KafkaClients()
         self.stats = EngineStats()
         self.subtopologies = topology.subtopologies()
         self._sub_of_topic = {t: s for s in self.subtopologies for t in s.source_topics}
@@ -63,11 +80,15 @@ class Engine:
         self._handlers: dict[str, dict[int, Callable[[Message], None]]] = {}
         self._assignment: list[TopicPartition] = []
         self._stop = False
-        self._fail_at: dict[tuple[str, int], int] = {}
-        self._pending_failure: RecordError | None = None
-        self._failure_deadline = 0.0
+        self.life = EngineLifecycle()
         self._fencings: list[float] = []
-        self._fenced_during_revoke: ProducerFencedError | None = None
+        self._recoveries_since_commit = 0
+        self._deferred: KStreamError | None = None  # from a rebalance callback
+        self._missing_since: dict[str, float] = {}
+        self._last_client_log = 0.0
+        self.outage = OutageWaiter(lambda: self._stop, self._set_waiting)
+        self.watchdog = Watchdog(config.watchdog_timeout_ms / 1000,
+                                 config.shutdown_timeout_ms / 1000, self.request_stop)
         self.identity: InstanceIdentity | None = None
         self.consumer: Consumer | None = None
         self.producer: Producer | None = None
@@ -76,33 +97,48 @@ class Engine:
 
     # -- lifecycle -----------------------------------------------------------------------------
     def request_stop(self) -> None:
-        """Finish the current batch, commit, leave the group. Safe from a signal handler."""
+        """Finish the current batch, commit, leave the group. Safe from a signal handler and
+        from other threads; the watchdog holds the instance to `shutdown_timeout_ms`."""
         self._stop = True
+        self.watchdog.stop_requested()
 
-    def run(self) -> None:
-        self.start()
+    def run(self, hard_exit_on_shutdown_timeout: bool = False) -> None:
+        """Until stopped. Only a FatalError (or a bad record under error_policy="fail") ends
+        it early; broker outages of any length are waited out."""
+        self.watchdog.start(hard_exit=hard_exit_on_shutdown_timeout)
         clean = False
         try:
+            self.start()
+            self.life.to(EngineState.RUNNING)
             while not self._stop:
                 try:
                     self.run_once()
-                except ProducerFencedError as exc:
-                    self._recover_from_fencing(exc)
+                except (ProducerFencedError, *Recoverable) as exc:
+                    self._recover_until_done(exc)
             clean = True
+        except StopRequested as exc:
+            log.warning("event=stop_during_outage detail=%s", exc)  # a stop, not a crash
+        except BaseException:
+            self.life.to(EngineState.FAILED)
+            raise
         finally:
-            self.shutdown(commit=clean)
+            try:
+                self.shutdown(commit=clean)
+            finally:
+                self.watchdog.close()
 
     def start(self) -> None:
         cfg = self.config
         self.identity = InstanceIdentity(cfg.state_dir, cfg.application_id)
-        topics.ensure_topics(self.topology, cfg)
-        self.producer = Producer(self._producer_config())
+        self.outage.run(lambda: topics.ensure_topics(self.topology, cfg), "create topics",
+                        retry_on=(AbortableError,))
+        self.producer = self.clients.producer(self._producer_config())
         self.collector = KafkaRecordCollector(self.producer, self.stats, self._partition_count)
-        self.consumer = Consumer(self._consumer_config())
+        self.consumer = self.clients.consumer(self._consumer_config())
         self.committer = make_committer(cfg.processing_guarantee, self.consumer, self.producer,
                                         self.collector, self.stats,
                                         cfg.transaction_timeout_ms / 1000 * 3)
-        self.committer.start()
+        self._start_producer()
         self.consumer.subscribe(self.topology.source_topics, on_assign=self._on_assign,
                                 on_revoke=self._on_revoke, on_lost=self._on_lost)
         self._next_commit = time.monotonic() + cfg.effective_commit_interval_ms / 1000
@@ -113,27 +149,27 @@ class Engine:
 
     def shutdown(self, commit: bool = True) -> None:
         """Leave the group. Commit only on a clean stop: after an error, uncommitted work is
-        aborted (exactly-once) or redone by the next owner (at-least-once)."""
+        aborted (exactly-once) or redone by the next owner (at-least-once). A stop while
+        Kafka is unreachable is still a clean stop: nothing is committed, nothing is lost."""
+        if self.life.state not in (EngineState.FAILED, EngineState.STOPPED):
+            self.life.to(EngineState.STOPPING)
         try:
             if self.consumer is not None and self.committer is not None:
                 try:
-                    if not commit:
-                        # Marked first: the revocation inside consumer.close() must not commit.
-                        self._pending_failure = self._pending_failure or _StopWithoutCommit()
+                    if commit and self.committer.dirty and self.life.may_commit:
                         try:
-                            self.committer.abort(list(self.tasks.values()))
-                        except (KStreamError, KafkaException) as exc:  # ours matters more
-                            log.warning("event=abort_failed error=%s", exc)
-                    elif self.committer.dirty:
-                        self._commit()
+                            self._commit()
+                        except (KStreamError, KafkaException) as exc:
+                            log.warning("event=final_commit_failed error=%s action=abort", exc)
+                            commit = False
+                    if not commit or self.committer.dirty:
+                        self._abort_quietly()
                 finally:
-                    self.consumer.close()  # revokes (commits nothing new) and leaves the group
+                    self._close_consumer(self.consumer)
             if self.committer is not None:
                 try:
                     self.committer.close()
-                except KStreamError as exc:
-                    if commit:
-                        raise
+                except (KStreamError, KafkaException) as exc:
                     log.warning("event=close_failed error=%s", exc)  # the first error matters
         finally:
             for task in self.tasks.values():
@@ -141,14 +177,19 @@ class Engine:
             self.tasks.clear()
             if self.identity is not None:
                 self.identity.release()
+            if self.life.state is not EngineState.STOPPED:
+                self.life.to(EngineState.STOPPED)
             log.info("event=stop stats=%s", self.stats.snapshot())
 
     # -- the loop ------------------------------------------------------------------------------
     def run_once(self) -> None:
         assert self.consumer is not None and self.committer is not None
         cfg = self.config
+        self.watchdog.beat("consume")
         msgs = self.consumer.consume(cfg.batch_size, cfg.poll_timeout_ms / 1000)
+        self._raise_deferred()
         if msgs:
+            self.watchdog.beat("process")
             self.committer.before_batch(
                 self._positions() if cfg.processing_guarantee == AT_MOST_ONCE else [])
             self.stats.records_in += len(msgs)
@@ -161,25 +202,24 @@ class Engine:
         try:
             self.producer.poll(0)  # type: ignore[union-attr]
         except KafkaException as exc:
-            raise producer_error(exc, "poll") from exc
+            raise kafka_failure(exc, "poll") from exc
         due = [task for task in self.tasks.values() if task.wall_clock_due()]
         if due:
             self.committer.before_batch([])  # punctuators may write: inside the transaction
             for task in due:
                 task.punctuate_wall_clock()
-        if self._fenced_during_revoke is not None:
-            exc, self._fenced_during_revoke = self._fenced_during_revoke, None
-            raise exc
-        if self._pending_failure is not None and time.monotonic() > self._failure_deadline:
-            raise self._pending_failure
+        if self.life.replay_overdue():
+            assert self.life.failure is not None
+            raise self.life.failure
         if time.monotonic() >= self._next_commit:
             if self.committer.dirty:
+                self.watchdog.beat("commit")
                 self._commit()
             self._next_commit = time.monotonic() + cfg.effective_commit_interval_ms / 1000
 
     def _process_run(self, msgs: list[Message], start: int) -> int:
         """Process msgs[start:]; return where to continue after a handled bad record."""
-        if self._fail_at:
+        if self.life.replaying:
             return self._process_until_failure(msgs, start)
         handlers = self._handlers
         i = start
@@ -210,12 +250,13 @@ class Engine:
             if msg.error() is not None:
                 self._consumer_error(msg)
                 continue
-            tp = (msg.topic(), msg.partition())
-            if tp in self._fail_at and (msg.offset() or 0) >= self._fail_at[tp]:
+            topic, partition = msg.topic() or "", msg.partition() or 0
+            stop_at = self.life.stop_offset(topic, partition)
+            if stop_at is not None and (msg.offset() or 0) >= stop_at:
                 self._commit(overrides=_first_offsets(msgs[i:]))
-                assert self._pending_failure is not None
-                raise self._pending_failure
-            handler = self._handlers.get(tp[0], {}).get(tp[1])  # type: ignore[arg-type]
+                assert self.life.failure is not None
+                raise self.life.failure
+            handler = self._handlers.get(topic, {}).get(partition)
             if handler is None:
                 continue
             try:
@@ -243,22 +284,52 @@ class Engine:
             # Effects of earlier records share the uncommitted state (and, under exactly-once,
             # the open transaction) with whatever the failed record did before it raised:
             # abort, replay up to the failed record, commit, then stop.
-            if self._pending_failure is None:
-                self._pending_failure = err
-                self._failure_deadline = time.monotonic() + FAILURE_REPLAY_DEADLINE_S
-            self._fail_at[(err.topic, err.partition)] = err.offset
-            self._abort_and_rewind()
+            self.life.record_failed(err)
+            assert self.committer is not None
+            self.committer.abort(list(self.tasks.values()))
+            self._rewind()
             raise _RestartBatch()
         self._commit(overrides=_first_offsets(msgs[index:]))
         raise err
 
     def _consumer_error(self, msg: Message) -> None:
         err: KafkaError = msg.error()  # type: ignore[assignment]
-        if err.fatal():
-            raise FatalError(f"consumer: {err}")
         if err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
-            raise FatalError(f"consumer: topic {msg.topic()} no longer exists ({err})")
-        log.warning("event=consumer_error error=%s", err)
+            self._check_topic_gone(msg.topic() or "", err)
+            return
+        kind = classify(err)
+        if kind is ErrorClass.FATAL:
+            raise FatalError(f"consumer: {err}")
+        if kind is ErrorClass.FENCED:
+            raise TaskMigratedError(f"consumer: {err}")
+        self._on_client_error(err)
+
+    def _check_topic_gone(self, topic: str, err: KafkaError) -> None:
+        """A broker that just restarted may call a topic unknown for a moment: only a topic
+        that metadata still lacks after a grace period stops the app."""
+        assert self.consumer is not None
+        try:
+            md = self.consumer.list_topics(topic, timeout=5).topics.get(topic)
+            exists = md is not None and md.error is None and bool(md.partitions)
+        except KafkaException:
+            exists = False  # cannot tell while Kafka is away; the grace period decides
+        if exists:
+            self._missing_since.pop(topic, None)
+            return
+        since = self._missing_since.setdefault(topic, time.monotonic())
+        if time.monotonic() - since > MISSING_TOPIC_GRACE_S:
+            raise FatalError(f"consumer: topic {topic} no longer exists ({err})")
+        self._on_client_error(err)
+
+    def _on_client_error(self, err: KafkaError) -> None:
+        """librdkafka's own view of trouble (error_cb and consumer error events): informative
+        only, every call still fails or succeeds on its own. Rate-limited."""
+        if err.code() in _OUTAGE_CODES:
+            self.stats.ready = 0
+        now = time.monotonic()
+        if now - self._last_client_log >= CLIENT_LOG_INTERVAL_S:
+            self._last_client_log = now
+            log.warning("event=client_error error=%s", err)
 
     # -- commit --------------------------------------------------------------------------------
     def _positions(self) -> list[TopicPartition]:
@@ -279,89 +350,198 @@ class Engine:
             stream_time = task.stream_time if task is not None else -1
             offsets.append(TopicPartition(tp.topic, tp.partition, offset,
                                           metadata=orjson.dumps({"st": stream_time}).decode()))
-        try:
-            self.committer.commit(list(self.tasks.values()), offsets)
-        except TransactionAborted:
-            self._rewind()
-        except ProducerFencedError:
-            raise  # handled by the loop: rejoin with a new producer
-        except TaskMigratedError as exc:
-            log.warning("event=task_migrated error=%s", exc)
-            self._recreate_tasks()
+        self.committer.commit(list(self.tasks.values()), offsets)
+        self._recoveries_since_commit = 0
+        self.stats.ready = 1
 
-    def _recover_from_fencing(self, exc: ProducerFencedError) -> None:
-        """Drop every task without committing, replace the producer and rejoin the group.
+    # -- recovery ------------------------------------------------------------------------------
+    def _recover_until_done(self, first: KStreamError) -> None:
+        """Recover from `first`, and from whatever recovery itself runs into."""
+        exc: KStreamError | None = first
+        while exc is not None:
+            self._recoveries_since_commit += 1
+            if self._recoveries_since_commit > RECOVERIES_WITHOUT_COMMIT:
+                raise FatalError(f"{RECOVERIES_WITHOUT_COMMIT} recoveries without a successful "
+                                 f"commit in between; last error: {exc}") from exc
+            try:
+                if isinstance(exc, ProducerFencedError):
+                    self._recover_from_fencing(exc)
+                else:
+                    self._recover(exc)
+                exc = None
+            except (ProducerFencedError, *Recoverable) as again:
+                exc = again
+
+    def _recover(self, exc: KStreamError) -> None:
+        """Abort (or replace a producer that cannot), then rewind every task to its committed
+        offsets and state. Waits out a broker outage of any length; stops on request."""
+        self.life.to(EngineState.RECOVERING)
+        self.stats.recoveries += 1
+        began = time.monotonic()
+        log.warning("event=recover error=%s", exc)
+        assert self.committer is not None
+        replace = isinstance(exc, AbortableError) and exc.producer_unusable
+
+        def abort() -> None:
+            nonlocal replace
+            if replace:
+                self._replace_producer()
+                replace = False
+                return
+            try:
+                self.committer.abort(list(self.tasks.values()), after_error=True)  # type: ignore[union-attr]
+            except AbortableError as failed:
+                replace = replace or failed.producer_unusable
+                raise
+
+        self.outage.run(abort, "abort the open transaction")
+        self.outage.run(self._rewind, "rewind to committed offsets")
+        self.life.after_recovery()
+        self.stats.ready = 1
+        log.warning("event=recovered seconds=%.1f", time.monotonic() - began)
+
+    def _recover_from_fencing(self, exc: ProducerFencedError | TaskMigratedError) -> None:
+        """Drop every task without committing, replace the clients and rejoin the group.
 
         The fenced transaction is void on the broker, so its outputs and offsets never count;
         the group hands partitions out again and processing resumes from committed offsets.
         """
         now = time.monotonic()
         self._fencings = [t for t in self._fencings if now - t < 60] + [now]
-        if len(self._fencings) > 3:
+        if len(self._fencings) > FENCINGS_PER_MINUTE:
             raise FatalError(f"fenced {len(self._fencings)} times in a minute: another "
                              "instance keeps using this instance's transactional.id") from exc
+        self.life.to(EngineState.RECOVERING)
         log.warning("event=fenced error=%s action=rejoin", exc)
         assert self.consumer is not None and self.committer is not None
-        assert self.collector is not None
         for task in self.tasks.values():
             task.discard_uncommitted()
         self._close_tasks()
         self.committer.dirty = False
-        self.committer.in_transaction = False  # type: ignore[attr-defined]
         # Fresh clients, as after a restart: closing the consumer leaves the group (its
         # revocation commits nothing: nothing is dirty), the new one joins again.
-        old_consumer, old_producer = self.consumer, self.producer
-        old_consumer.close()
-        if old_producer is not None:
-            with contextlib.suppress(KafkaException):  # fenced: its queue is void anyway
-                old_producer.purge()
-        self.producer = Producer(self._producer_config())
-        self.collector.rebind(self.producer)
-        self.consumer = Consumer(self._consumer_config())
-        self.committer.consumer = self.consumer
-        self.committer.replace_producer(self.producer)  # type: ignore[attr-defined]
+        self._close_consumer(self.consumer)
+        self._discard_producer()
+        self.consumer = self.clients.consumer(self._consumer_config())
+        self._new_producer()
+        self._start_producer()
         self.consumer.subscribe(self.topology.source_topics, on_assign=self._on_assign,
                                 on_revoke=self._on_revoke, on_lost=self._on_lost)
+        self.life.after_recovery()
 
-    def _abort_and_rewind(self) -> None:
+    def _replace_producer(self) -> None:
+        """The producer cannot go on: a new one (same transactional.id) takes over. Its
+        init_transactions bumps the epoch, so the old one's open transaction is aborted."""
+        log.warning("event=replace_producer")
+        self._discard_producer()
+        self._new_producer()
+        self._start_producer()
+
+    def _new_producer(self) -> None:
+        assert self.collector is not None and self.committer is not None
+        assert self.consumer is not None
+        self.producer = self.clients.producer(self._producer_config())
+        self.collector.rebind(self.producer)
+        self.committer.replace_clients(self.consumer, self.producer)
+
+    def _start_producer(self) -> None:
+        """init_transactions (exactly-once) on the current producer, however long Kafka is
+        away; a producer that breaks meanwhile is replaced."""
         assert self.committer is not None
-        self.committer.abort(list(self.tasks.values()))
-        self._rewind()
+
+        def start() -> None:
+            try:
+                self.committer.start()  # type: ignore[union-attr]
+            except AbortableError as exc:
+                if exc.producer_unusable:
+                    self._discard_producer()
+                    self._new_producer()
+                raise
+
+        self.outage.run(start, "init_transactions")
+
+    def _discard_producer(self) -> None:
+        old = self.producer
+        if old is not None:
+            with contextlib.suppress(KafkaException, RuntimeError):  # void anyway
+                old.purge()
+
+    def _abort_quietly(self) -> None:
+        """Best effort on the way out: a transaction left open is aborted by the broker after
+        transaction.timeout.ms, or at once by this instance's next incarnation."""
+        assert self.committer is not None
+        try:
+            self.committer.abort(list(self.tasks.values()), after_error=True)
+        except (KStreamError, KafkaException) as exc:
+            log.warning("event=abort_failed error=%s", exc)
 
     def _rewind(self) -> None:
         """Back to the committed offsets with fresh tasks (processor state is not durable)."""
         self._recreate_tasks()
         if not self._assignment:
             return
-        committed = self.consumer.committed(self._assignment, timeout=30)  # type: ignore[union-attr]
-        reset = OFFSET_BEGINNING if self.config.auto_offset_reset == "earliest" else OFFSET_END
-        for tp in committed:
-            target = tp.offset if tp.offset >= 0 else reset
-            self.consumer.seek(TopicPartition(tp.topic, tp.partition, target))  # type: ignore[union-attr]
+        assert self.consumer is not None
+        try:
+            committed = self.consumer.committed(self._assignment, timeout=10)
+            reset = OFFSET_BEGINNING if self.config.auto_offset_reset == "earliest" else OFFSET_END
+            for tp in committed:
+                target = tp.offset if tp.offset >= 0 else reset
+                self.consumer.seek(TopicPartition(tp.topic, tp.partition, target))
+        except KafkaException as exc:
+            raise kafka_failure(exc, "rewind to committed offsets") from exc
         self._restore_stream_times(committed)
         log.info("event=rewind partitions=%d", len(committed))
+
+    def _raise_deferred(self) -> None:
+        if self._deferred is not None:
+            exc, self._deferred = self._deferred, None
+            raise exc
+
+    def _defer(self, exc: KStreamError) -> None:
+        """Keep an error from a rebalance callback for after consume() returns: raising inside
+        librdkafka's callback would leave the assignment half done. The worst one wins."""
+        rank = {FatalError: 3, ProducerFencedError: 2}
+        current = self._deferred
+        if current is None or rank.get(type(exc), 1) > rank.get(type(current), 1):
+            self._deferred = exc
+
+    def _set_waiting(self, waiting: bool) -> None:
+        self.stats.ready = 0 if waiting else 1
 
     # -- rebalance -----------------------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.stats.rebalances += 1
         self._assignment = [TopicPartition(tp.topic, tp.partition) for tp in partitions]
-        self._create_tasks()
-        if partitions:
-            committed = consumer.committed(self._assignment, timeout=30)
-            self._restore_stream_times(committed)
+        try:
+            self._create_tasks()
+            if partitions:
+                self._restore_stream_times(self._committed_for_stream_time(consumer))
+        except KStreamError as exc:
+            if not self._stop:  # stopping anyway: an interrupted restore is no failure
+                self._defer(exc)
         log.info("event=assign partitions=%s", _describe(partitions))
+
+    def _committed_for_stream_time(self, consumer: Consumer) -> list[TopicPartition]:
+        try:
+            return self.outage.run(lambda: consumer.committed(self._assignment, timeout=10),
+                                   "read committed offsets", deadline_s=30)
+        except (AbortableError, StopRequested) as exc:
+            log.warning("event=stream_time_unknown error=%s", exc)
+            return []
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         try:
-            if self.committer is not None and self.committer.dirty and \
-                    self._pending_failure is None:
+            if self.committer is not None and self.committer.dirty and self.life.may_commit:
                 self._commit()
-            elif self.committer is not None:
-                self.committer.abort(list(self.tasks.values()))
-        except ProducerFencedError as exc:
-            # Nothing of ours can be committed any more; the next owner redoes it.
-            log.warning("event=revoke_fenced error=%s", exc)
-            self._fenced_during_revoke = exc
+            elif self.committer is not None and self.committer.dirty:
+                self.committer.abort(list(self.tasks.values()), after_error=True)
+        except (KStreamError, KafkaException) as exc:
+            # Nothing of ours may be committed any more; the next owner redoes it. The open
+            # transaction (if any) is aborted by the recovery this deferred error starts.
+            log.warning("event=revoke_commit_failed error=%s", exc)
+            for task in self.tasks.values():
+                task.discard_uncommitted()
+            self._defer(exc if isinstance(exc, KStreamError) else kafka_failure(exc, "revoke"))
         finally:
             self._close_tasks()
         log.info("event=revoke partitions=%s", _describe(partitions))
@@ -369,7 +549,10 @@ class Engine:
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Someone else owns these now: never commit work done for them.
         if self.committer is not None:
-            self.committer.abort(list(self.tasks.values()))
+            try:
+                self.committer.abort(list(self.tasks.values()), after_error=True)
+            except (KStreamError, KafkaException) as exc:
+                self._defer(exc if isinstance(exc, KStreamError) else kafka_failure(exc, "lost"))
         self._close_tasks()
         log.warning("event=lost partitions=%s", _describe(partitions))
 
@@ -394,15 +577,17 @@ class Engine:
             return
         client = {k: v for k, v in self.config.consumer_config.items()
                   if k.startswith(("security.", "sasl.", "ssl.", "client."))}
+        self.watchdog.beat("restore")
         report = restore_stores(self.config.bootstrap_servers, stores,
-                                self.config.restore_timeout_ms / 1000, client)
+                                self.config.restore_timeout_ms / 1000, client,
+                                should_stop=lambda: self._stop)
         self.stats.restored += report.records
 
     def new_task(self, sub_index: int, partition: int) -> Task:
         assert self.collector is not None and self.identity is not None
         return build_task(self.config.application_id, self.topology,
                           self.subtopologies[sub_index], partition, self.collector,
-                          self.identity.directory)
+                          self.identity.directory, fusion=self.config.fusion)
 
     def _retire(self, task: Task) -> None:
         self.stats.late_records += task.dropped_late  # keep counts across task lifetimes
@@ -435,52 +620,41 @@ class Engine:
                 continue
 
     # -- clients -------------------------------------------------------------------------------
+    def _close_consumer(self, consumer: Consumer) -> None:
+        self.watchdog.beat("close consumer")
+        try:
+            consumer.close()  # revokes (commits nothing new) and leaves the group
+        except (KafkaException, RuntimeError) as exc:
+            log.warning("event=consumer_close_failed error=%s", exc)
+
     def _partition_count(self, topic: str) -> int:
-        md = self.producer.list_topics(topic, timeout=10).topics.get(topic)  # type: ignore[union-attr]
-        if md is None or md.error is not None:
+        assert self.producer is not None
+        try:
+            md = self.producer.list_topics(topic, timeout=10).topics.get(topic)
+        except KafkaException as exc:
+            raise kafka_failure(exc, f"metadata of {topic}") from exc
+        if md is None or (md.error is not None
+                          and md.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART):
             raise FatalError(f"topic {topic} does not exist (or has no metadata)")
+        if md.error is not None or not md.partitions:
+            raise AbortableError(f"metadata of {topic} unavailable: {md.error}")
         return len(md.partitions)
 
     def _producer_config(self) -> dict[str, Any]:
         cfg = self.config
-        conf: dict[str, Any] = {
-            "bootstrap.servers": cfg.bootstrap_servers,
-            "linger.ms": 5,
-            # Java clients' partitioner, so keys land where Kafka Streams/Java producers put them.
-            "partitioner": "murmur2_random",
-            "enable.idempotence": cfg.processing_guarantee != AT_MOST_ONCE,
-            **cfg.producer_config,
-        }
+        tid = None
         if cfg.exactly_once:
             assert self.identity is not None
-            conf["transactional.id"] = self.identity.transactional_id(cfg.application_id)
-            conf["transaction.timeout.ms"] = cfg.transaction_timeout_ms
-        else:
-            conf["on_delivery"] = lambda err, msg: self.collector.on_delivery(err, msg)  # type: ignore[union-attr]
-            if not any(builder.logging for builder in self.topology.stores.values()):
-                # Only failures matter when no changelog offsets are learned from reports;
-                # a Python callback per delivered record is the largest at-least-once cost.
-                conf["delivery.report.only.error"] = True
-        return conf
+            tid = self.identity.transactional_id(cfg.application_id)
+        logs = any(builder.logging for builder in self.topology.stores.values())
+        return producer_config(cfg, tid, logs, self._on_delivery, self._on_client_error)
+
+    def _on_delivery(self, err: KafkaError | None, msg: Any) -> None:
+        if self.collector is not None:
+            self.collector.on_delivery(err, msg)
 
     def _consumer_config(self) -> dict[str, Any]:
-        cfg = self.config
-        return {
-            "bootstrap.servers": cfg.bootstrap_servers,
-            "group.id": cfg.application_id,
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "auto.offset.reset": cfg.auto_offset_reset,
-            "isolation.level": "read_committed" if cfg.exactly_once else "read_uncommitted",
-            # Range keeps partition N of co-partitioned topics on the same instance.
-            "partition.assignment.strategy": "range",
-            "session.timeout.ms": cfg.session_timeout_ms,
-            "heartbeat.interval.ms": max(500, cfg.session_timeout_ms // 5),
-            # Lag comes from librdkafka's statistics: no extra requests, parsed every 10 s.
-            "statistics.interval.ms": 10_000,
-            "stats_cb": self._on_consumer_stats,
-            **cfg.consumer_config,
-        }
+        return consumer_config(self.config, self._on_consumer_stats, self._on_client_error)
 
     def _on_consumer_stats(self, payload: str) -> None:
         try:
@@ -491,10 +665,6 @@ class Engine:
                 for pid, p in t.get("partitions", {}).items() if pid != "-1")
         except (orjson.JSONDecodeError, AttributeError, TypeError):
             log.debug("unreadable consumer statistics")
-
-
-class _StopWithoutCommit(Exception):
-    """Internal marker: the engine is stopping after an error; revocation must not commit."""
 
 
 class _RestartBatch(Exception):

@@ -17,6 +17,8 @@ class EngineStats:
     lag: int = 0
     restored: int = 0
     late_records: int = 0  # of closed tasks; live tasks add their own
+    recoveries: int = 0  # aborts-and-rewinds after Kafka errors (outages, abortable states)
+    ready: int = 1  # 0 while waiting for Kafka (an outage); a gauge, not a counter
 
     def snapshot(self) -> dict[str, int]:
         return asdict(self)

@@ -15,3 +15,7 @@ class StateRestoreError(KStreamError):
 
 class ChangelogWriteError(KStreamError):
     """Kafka rejected changelog records, so the buffered writes must not reach the store."""
+
+
+class RestoreInterrupted(StateRestoreError):
+    """A stop was requested during the restore; progress so far is kept."""

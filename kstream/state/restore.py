@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -23,12 +23,13 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from kstream.state.errors import StateCorruptedError, StateRestoreError
+from kstream.state.errors import RestoreInterrupted, StateCorruptedError, StateRestoreError
 from kstream.state.kv import KeyValueStore
 
 log = logging.getLogger("kstream.restore")
 
 BATCH_RECORDS = 10_000
+METADATA_BACKOFF_S = 0.2
 PROGRESS_INTERVAL_S = 2.0
 POLL_TIMEOUT_S = 0.2
 
@@ -94,11 +95,14 @@ class _Target:
 
 
 def restore_stores(bootstrap_servers: str, stores: Sequence[KeyValueStore], timeout_s: float,
-                   consumer_config: dict[str, Any] | None = None) -> RestoreReport:
+                   consumer_config: dict[str, Any] | None = None,
+                   should_stop: Callable[[], bool] = lambda: False) -> RestoreReport:
     """Bring every logged store up to the end of its changelog partition.
 
     `consumer_config` adds client settings (security, tuning). Raises StateCorruptedError when
-    local state does not fit its changelog, StateRestoreError on Kafka errors or the deadline.
+    local state does not fit its changelog, StateRestoreError on a fatal Kafka error or when
+    the deadline passes (transient errors, e.g. a broker that just restarted and is not leader
+    yet, are retried until then), RestoreInterrupted when `should_stop()` turns true.
     """
     began = time.monotonic()
     deadline = began + timeout_s
@@ -108,14 +112,14 @@ def restore_stores(bootstrap_servers: str, stores: Sequence[KeyValueStore], time
     consumer = Consumer(_config(bootstrap_servers, consumer_config))
     try:
         try:
-            targets = _plan(consumer, logged, deadline)
+            targets = _plan(consumer, logged, deadline, should_stop)
         except KafkaException as exc:
             raise StateRestoreError(f"cannot read changelog metadata from {bootstrap_servers} "
                                     f"within {timeout_s:.0f}s: {exc}") from exc
         active = [t for t in targets if t.start < t.end]
         if active:
             consumer.assign([TopicPartition(*t.key, _start_position(t)) for t in active])
-            _consume(consumer, active, began, deadline, timeout_s)
+            _consume(consumer, active, began, deadline, timeout_s, should_stop)
     finally:
         consumer.close()
     report = RestoreReport([t.report() for t in targets], time.monotonic() - began)
@@ -150,14 +154,16 @@ def _start_position(target: _Target) -> int:
     return OFFSET_BEGINNING if target.store.backend.committed_offset is None else target.start
 
 
-def _plan(consumer: Consumer, stores: list[KeyValueStore], deadline: float) -> list[_Target]:
+def _plan(consumer: Consumer, stores: list[KeyValueStore], deadline: float,
+          should_stop: Callable[[], bool]) -> list[_Target]:
     """Where each store's restore starts and ends; refuse state that does not fit its log."""
     targets = []
     for store in stores:
         topic, partition = store.changelog_topic, store.partition
         offset = store.backend.committed_offset
-        md = consumer.list_topics(topic, timeout=_left(deadline, store)).topics.get(topic)
-        if md is None or md.error is not None or partition not in md.partitions:
+        md = _retrying(lambda s=store: _topic_metadata(consumer, s, deadline), store, deadline,
+                       should_stop)
+        if md is None or partition not in md.partitions:
             if offset is not None:
                 raise _corrupted(store, f"changelog {topic}[{partition}] does not exist but the "
                                         f"local state is at its offset {offset}")
@@ -165,8 +171,9 @@ def _plan(consumer: Consumer, stores: list[KeyValueStore], deadline: float) -> l
                         store.name, topic, partition)
             targets.append(_Target(store, 0, 0))
             continue
-        low, high = consumer.get_watermark_offsets(
-            TopicPartition(topic, partition), timeout=_left(deadline, store), cached=False)
+        low, high = _retrying(lambda s=store: consumer.get_watermark_offsets(
+            TopicPartition(s.changelog_topic, s.partition), timeout=min(_left(deadline, s), 10),
+            cached=False), store, deadline, should_stop)
         if offset is None:
             targets.append(_Target(store, low, high))
             continue
@@ -175,6 +182,49 @@ def _plan(consumer: Consumer, stores: list[KeyValueStore], deadline: float) -> l
                                     f"{topic}[{partition}] holds offsets {low}..{high - 1}")
         targets.append(_Target(store, offset + 1, high))
     return targets
+
+
+def _topic_metadata(consumer: Consumer, store: KeyValueStore, deadline: float) -> Any:
+    """The changelog's metadata, None when the topic does not exist; a transient metadata
+    error (leader not available yet) raises, to be retried."""
+    topic = store.changelog_topic
+    md = consumer.list_topics(topic, timeout=min(_left(deadline, store), 10)).topics.get(topic)
+    if md is None:
+        return None
+    if md.error is not None:
+        if md.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+            return None
+        raise KafkaException(md.error)
+    return md
+
+
+T = TypeVar("T")
+
+
+def _retrying(op: Callable[[], T], store: KeyValueStore, deadline: float,
+              should_stop: Callable[[], bool]) -> T:
+    """`op()` until it succeeds or the deadline passes: right after a broker restart the
+    metadata calls answer NOT_LEADER_FOR_PARTITION or time out for a while. Fatal errors
+    (authorization, configuration) raise at once."""
+    from kstream.runtime.kafka_errors import ErrorClass, classify, kafka_error_of
+
+    while True:
+        if should_stop():
+            raise RestoreInterrupted(f"store {store.name!r}: stop requested during restore")
+        try:
+            return op()
+        except KafkaException as exc:
+            err = kafka_error_of(exc)
+            if err is not None and classify(err) is ErrorClass.FATAL:
+                raise StateRestoreError(f"store {store.name!r}: reading metadata of changelog "
+                                        f"{store.changelog_topic} failed: {err}") from exc
+            if time.monotonic() + METADATA_BACKOFF_S >= deadline:
+                raise StateRestoreError(
+                    f"store {store.name!r}: changelog {store.changelog_topic} metadata still "
+                    f"unavailable at the restore deadline: {exc}") from exc
+            log.info("restore: metadata of %s not available yet (%s), retrying",
+                     store.changelog_topic, exc)
+            time.sleep(METADATA_BACKOFF_S)
 
 
 def _left(deadline: float, store: KeyValueStore) -> float:
@@ -195,7 +245,7 @@ def _corrupted(store: KeyValueStore, what: str) -> StateCorruptedError:
 
 
 def _consume(consumer: Consumer, active: list[_Target], began: float, deadline: float,
-             timeout_s: float) -> None:
+             timeout_s: float, should_stop: Callable[[], bool]) -> None:
     by_key = {t.key: t for t in active}
     pending = dict(by_key)
     total = sum(t.end - t.start for t in active)
@@ -206,6 +256,8 @@ def _consume(consumer: Consumer, active: list[_Target], began: float, deadline: 
         now = time.monotonic()
         if now >= deadline:
             raise _timeout(pending, done, total, timeout_s)
+        if should_stop():
+            raise RestoreInterrupted(f"stop requested during restore ({done}/{total} records)")
         msgs = consumer.consume(BATCH_RECORDS, min(POLL_TIMEOUT_S, deadline - now))
         if not msgs:
             continue

@@ -1,0 +1,55 @@
+"""librdkafka settings for the engine's producer and consumer, derived from AppConfig."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from kstream.config import AT_MOST_ONCE, AppConfig
+
+
+def producer_config(cfg: AppConfig, transactional_id: str | None, logs_changelogs: bool,
+                    on_delivery: Callable[[Any, Any], None],
+                    on_error: Callable[[Any], None]) -> dict[str, Any]:
+    conf: dict[str, Any] = {
+        "bootstrap.servers": cfg.bootstrap_servers,
+        "linger.ms": 5,
+        # Java clients' partitioner, so keys land where Kafka Streams/Java producers put them.
+        "partitioner": "murmur2_random",
+        "enable.idempotence": cfg.processing_guarantee != AT_MOST_ONCE,
+        # Broker-wide trouble (all brokers down) arrives here, not as an exception: the engine
+        # only logs it (rate-limited) and marks itself not ready; calls fail on their own.
+        "error_cb": on_error,
+        **cfg.producer_config,
+    }
+    if transactional_id is not None:
+        conf["transactional.id"] = transactional_id
+        conf["transaction.timeout.ms"] = cfg.transaction_timeout_ms
+    else:
+        conf["on_delivery"] = on_delivery
+        if not logs_changelogs:
+            # Only failures matter when no changelog offsets are learned from reports;
+            # a Python callback per delivered record is the largest at-least-once cost.
+            conf["delivery.report.only.error"] = True
+    return conf
+
+
+def consumer_config(cfg: AppConfig, on_stats: Callable[[str], None],
+                    on_error: Callable[[Any], None]) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": cfg.bootstrap_servers,
+        "group.id": cfg.application_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": cfg.auto_offset_reset,
+        "isolation.level": "read_committed" if cfg.exactly_once else "read_uncommitted",
+        # Range keeps partition N of co-partitioned topics on the same instance.
+        "partition.assignment.strategy": "range",
+        "session.timeout.ms": cfg.session_timeout_ms,
+        "heartbeat.interval.ms": max(500, cfg.session_timeout_ms // 5),
+        # Lag comes from librdkafka's statistics: no extra requests, parsed every 10 s.
+        "statistics.interval.ms": 10_000,
+        "stats_cb": on_stats,
+        "error_cb": on_error,
+        **cfg.consumer_config,
+    }

@@ -1,0 +1,103 @@
+"""The engine's failure and replay state: one object, explicit states, checked transitions.
+
+```
+            ┌──────────── recovered ────────────┐
+            ▼                                   │
+ CREATED ─► RUNNING ──abortable/fenced error──► RECOVERING
+            │   ▲                               │   ▲
+  bad record│   │ replay reached the record     │   │ broker error while replaying
+  (fail)    ▼   │ (commit, then STOPPING)       ▼   │
+            REPLAYING ──────────────────────────┘   │
+ any state ──► STOPPING ──► STOPPED                 │
+ any state ──► FAILED (a FatalError)  ◄─────────────┘
+```
+
+REPLAYING exists for `error_policy="fail"`: the failed record's earlier effects share the open
+transaction, so the engine aborts, replays up to the failed record, commits exactly what came
+before it and stops. Recovery from a broker error during the replay returns to REPLAYING.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+
+from kstream.errors import KStreamError, RecordError
+
+REPLAY_DEADLINE_S = 120.0
+
+
+class EngineState(enum.Enum):
+    CREATED = "created"
+    RUNNING = "running"
+    REPLAYING = "replaying"
+    RECOVERING = "recovering"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+_ALLOWED: dict[EngineState, frozenset[EngineState]] = {
+    EngineState.CREATED: frozenset({EngineState.RUNNING, EngineState.RECOVERING,
+                                    EngineState.STOPPING, EngineState.FAILED}),
+    EngineState.RUNNING: frozenset({EngineState.REPLAYING, EngineState.RECOVERING,
+                                    EngineState.STOPPING, EngineState.FAILED}),
+    EngineState.REPLAYING: frozenset({EngineState.RECOVERING, EngineState.STOPPING,
+                                      EngineState.FAILED}),
+    EngineState.RECOVERING: frozenset({EngineState.RUNNING, EngineState.REPLAYING,
+                                       EngineState.STOPPING, EngineState.FAILED}),
+    EngineState.STOPPING: frozenset({EngineState.STOPPED, EngineState.FAILED}),
+    EngineState.STOPPED: frozenset(),
+    EngineState.FAILED: frozenset({EngineState.STOPPED}),
+}
+
+
+class IllegalTransition(KStreamError):
+    """An internal invariant broke: the engine tried a transition its diagram forbids."""
+
+
+class EngineLifecycle:
+    """Where the engine is, and for REPLAYING which record it must stop at."""
+
+    def __init__(self) -> None:
+        self.state = EngineState.CREATED
+        self.failure: RecordError | None = None   # the bad record that stops the app
+        self.fail_at: dict[tuple[str, int], int] = {}
+        self.replay_deadline = 0.0
+
+    def to(self, new: EngineState) -> None:
+        if new is self.state:
+            return
+        if new not in _ALLOWED[self.state]:
+            raise IllegalTransition(f"engine state {self.state.value} -> {new.value}")
+        self.state = new
+
+    # -- queries the hot path asks ---------------------------------------------------------
+    @property
+    def replaying(self) -> bool:
+        return bool(self.fail_at)
+
+    @property
+    def may_commit(self) -> bool:
+        """Revocation and shutdown commit only a consistent interval: never while a failed
+        record's effects may be in it (REPLAYING before the stop point) or after an error."""
+        return self.state in (EngineState.RUNNING, EngineState.STOPPING) and self.failure is None
+
+    # -- record failures (error_policy="fail") ---------------------------------------------
+    def record_failed(self, err: RecordError) -> None:
+        """Remember the bad record; the engine aborts and replays up to it."""
+        if self.failure is None:
+            self.failure = err
+            self.replay_deadline = time.monotonic() + REPLAY_DEADLINE_S
+        self.fail_at[(err.topic, err.partition)] = err.offset
+        self.to(EngineState.REPLAYING)
+
+    def stop_offset(self, topic: str, partition: int) -> int | None:
+        return self.fail_at.get((topic, partition))
+
+    def replay_overdue(self) -> bool:
+        """The failed record's partition was revoked before the replay reached it: stop."""
+        return self.failure is not None and time.monotonic() > self.replay_deadline
+
+    def after_recovery(self) -> None:
+        self.to(EngineState.REPLAYING if self.failure is not None else EngineState.RUNNING)
