@@ -8,6 +8,7 @@ internal topics are configured for one replica.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
 import json
@@ -188,7 +189,13 @@ def free_port() -> int:
 
 
 def _port_taken(port: int) -> bool:
+    """True when the broker could not bind `port`: something LISTENs on it.
+
+    Binds like the JVM does (SO_REUSEADDR), so sockets left in TIME_WAIT by a killed broker do
+    not count as taken: Kafka rebinds them at once, and a restart must not wait ~60 s for them.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
@@ -230,9 +237,30 @@ def _server_properties(data_dir: Path, port: int, controller_port: int) -> str:
     return "".join(f"{k}={v}\n" for k, v in settings.items())
 
 
+def _stored_ports(props: Path) -> tuple[int | None, int | None]:
+    """(client port, controller port) of an earlier start's server.properties, if readable.
+
+    Why: a restart on the same data dir should come back on the same addresses, so clients'
+    bootstrap strings and the KRaft voter endpoint stay what they were.
+    """
+    try:
+        text = props.read_text()
+    except OSError:
+        return None, None
+    client = re.search(r"^listeners=.*PLAINTEXT://127\.0\.0\.1:(\d+)", text, re.M)
+    controller = re.search(r"^controller\.quorum\.voters=1@127\.0\.0\.1:(\d+)\s*$", text, re.M)
+    return (int(client.group(1)) if client else None,
+            int(controller.group(1)) if controller else None)
+
+
 @dataclass
 class LocalBroker:
-    """A single-node KRaft Kafka on loopback. Use `start()`/`stop()` or as a context manager."""
+    """A single-node KRaft Kafka on loopback. Use `start()`/`stop()` or as a context manager.
+
+    Restartable: after `stop(keep_data=True)` or `kill()`, `start()` again reuses the same data
+    dir and port, keeping topics and committed data. A `data_dir` already formatted by an earlier
+    run is started as it is (never reformatted), on the ports it used before when they are free.
+    """
 
     data_dir: Path | None = None
     port: int | None = None
@@ -252,6 +280,10 @@ class LocalBroker:
         return self.data_dir / "broker.log"
 
     def start(self, detach: bool = False) -> LocalBroker:
+        if self.process is not None and self.process.poll() is None:
+            raise BrokerError(
+                f"This broker already runs (pid {self.process.pid}) at {self.bootstrap_servers}: "
+                "call stop() or kill() before start().")
         java = find_java()
         classpath = kafka_classpath(self.version)
         if self.port is not None and _port_taken(self.port):
@@ -259,15 +291,21 @@ class LocalBroker:
                 f"Port {self.port} on 127.0.0.1 is already in use: stop what holds it "
                 "(`kstream broker stop` if it is an earlier broker) or choose another --port."
             )
+        if self.port is None and self.data_dir is not None:
+            stored, _ = _stored_ports(self.data_dir / "server.properties")
+            if stored is not None and not _port_taken(stored):
+                self.port = stored
         self.port = self.port or free_port()
         if self.data_dir is None:
             self.data_dir = Path(tempfile.mkdtemp(prefix="kstream-kafka-"))
             self._owns_data_dir = True
+        # A failed restart must not delete the data it was meant to bring back.
+        restarting = (self.data_dir / "logs" / "meta.properties").exists()
         try:
             self._launch(java, classpath, detach)
             self._wait_ready()
         except BaseException:
-            self.stop()
+            self.stop(keep_data=restarting)
             raise
         return self
 
@@ -275,7 +313,7 @@ class LocalBroker:
         assert self.data_dir is not None and self.port is not None
         self.data_dir.mkdir(parents=True, exist_ok=True)
         props = self.data_dir / "server.properties"
-        props.write_text(_server_properties(self.data_dir, self.port, free_port()))
+        props.write_text(_server_properties(self.data_dir, self.port, self._controller_port(props)))
         log4j = resources.files("kstream").joinpath("_broker/log4j2.properties")
         log4j_file = self.data_dir / "log4j2.properties"
         log4j_file.write_text(log4j.read_text())
@@ -283,21 +321,7 @@ class LocalBroker:
                "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={log4j_file}",
                "-cp", classpath]
         if not (self.data_dir / "logs" / "meta.properties").exists():
-            cluster_id = _kraft_cluster_id(uuid.uuid4().hex[:22])
-            try:
-                fmt = subprocess.run(
-                    [*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id,
-                     "-c", str(props), "--ignore-formatted"],
-                    capture_output=True, text=True, timeout=120)
-            except subprocess.TimeoutExpired as exc:
-                raise BrokerError(
-                    f"Formatting KRaft storage in {self.data_dir} took over 120s: check the "
-                    "machine's load and free memory, then retry.") from exc
-            if fmt.returncode != 0:
-                raise BrokerError(
-                    f"Formatting KRaft storage in {self.data_dir} failed (exit {fmt.returncode});"
-                    " check the JVM options (heap) and that the directory is writable:\n"
-                    + fmt.stdout + fmt.stderr)
+            _format_storage(jvm, props, new_cluster_id())
         # The child keeps its own copy of the descriptor; ours is closed when Popen returns.
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
@@ -332,7 +356,25 @@ class LocalBroker:
                 f"remove {self.data_dir} if it is stale). "
                 f"Broker log tail ({self.log_path}):\n{_log_tail(self.log_path)}")
 
-    def stop(self, timeout: float = 20.0) -> None:
+    def _controller_port(self, props: Path) -> int:
+        """The controller port of the previous start on this data dir, else a fresh one.
+
+        Why: KRaft's quorum is addressed by `controller.quorum.voters`; keeping it identical
+        across restarts keeps the voter set exactly what the stored metadata was written with.
+        A stored port something else now listens on is given up for a fresh one (a lone
+        static voter also comes back on a new port).
+        """
+        _, stored = _stored_ports(props)
+        if stored is not None and stored != self.port and not _port_taken(stored):
+            return stored
+        return free_port()
+
+    def stop(self, timeout: float = 20.0, keep_data: bool = False) -> None:
+        """Graceful stop: SIGTERM, wait up to `timeout` (then SIGKILL).
+
+        A data dir this object created itself is deleted unless `keep_data`; a caller's data
+        dir is always kept. Either way `start()` may be called again on the same object.
+        """
         proc, self.process = self.process, None
         if proc is not None and proc.poll() is None:
             proc.terminate()
@@ -341,8 +383,19 @@ class LocalBroker:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(10)
-        if self._owns_data_dir and self.data_dir is not None:
+        if self._owns_data_dir and self.data_dir is not None and not keep_data:
             shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def kill(self, timeout: float = 20.0) -> None:
+        """Crash the broker: SIGKILL the JVM and reap it. The data dir is always kept.
+
+        Why: crash tests need an unclean shutdown (no log flush, no controlled shutdown) that
+        `start()` on the same object can recover from at once.
+        """
+        proc, self.process = self.process, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout)
 
     def __enter__(self) -> LocalBroker:
         return self.start()
@@ -351,12 +404,36 @@ class LocalBroker:
         self.stop()
 
 
-def _kraft_cluster_id(seed: str) -> str:
-    """KRaft wants a base64url-encoded 16-byte UUID."""
-    import base64
+def new_cluster_id() -> str:
+    """A random KRaft cluster id: 16 random bytes, base64url without padding (22 chars).
 
-    raw = uuid.UUID(hex=(seed + "0" * 32)[:32]).bytes
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    Like Kafka's own Uuid.randomUuid(), never one starting with '-' (command-line parsers read
+    it as an option) nor the reserved all-zero / ...01 UUIDs.
+    """
+    while True:
+        raw = uuid.uuid4().bytes
+        cluster_id = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        if not cluster_id.startswith("-") and int.from_bytes(raw, "big") > 1:
+            return cluster_id
+
+
+def _format_storage(jvm: list[str], props: Path, cluster_id: str) -> None:
+    """Format KRaft storage for `props` with `cluster_id` (`--cluster-id=ID`: a value, always)."""
+    data_dir = props.parent
+    try:
+        fmt = subprocess.run(
+            [*jvm, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
+             "-c", str(props), "--ignore-formatted"],
+            capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired as exc:
+        raise BrokerError(
+            f"Formatting KRaft storage in {data_dir} took over 120s: check the "
+            "machine's load and free memory, then retry.") from exc
+    if fmt.returncode != 0:
+        raise BrokerError(
+            f"Formatting KRaft storage in {data_dir} failed (exit {fmt.returncode});"
+            " check the JVM options (heap) and that the directory is writable:\n"
+            + fmt.stdout + fmt.stderr)
 
 
 def _accepts(port: int) -> bool:
@@ -463,9 +540,10 @@ def start_background(port: int | None = None, data_dir: Path | None = None) -> d
     if running:
         return running
     if data_dir is None:
-        # Fresh each start: ports are picked anew and KRaft pins the controller's address.
+        # The default is a fresh, empty broker on every start; a caller's data dir is reused.
         data_dir = cache_root() / "broker-data"
         shutil.rmtree(data_dir, ignore_errors=True)
+    data_dir = data_dir.resolve()  # the record and log.dirs must not depend on the cwd
     broker = LocalBroker(data_dir=data_dir, port=port)
     broker.start(detach=True)
     assert broker.process is not None

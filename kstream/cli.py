@@ -24,7 +24,7 @@ def _load_object(spec: str) -> object:
 def _cmd_broker(args: argparse.Namespace) -> int:
     if args.action == "start":
         t0 = time.monotonic()
-        info = broker.start_background(port=args.port)
+        info = broker.start_background(port=args.port, data_dir=args.data_dir)
         print(info["bootstrap"])
         print(f"started in {time.monotonic() - t0:.1f}s (pid {info['pid']}, log {info['log']})",
               file=sys.stderr)
@@ -74,9 +74,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kstream", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p_broker = sub.add_parser("broker", help="manage the local Apache Kafka broker")
+    p_broker = sub.add_parser(
+        "broker", help="manage the local Apache Kafka broker",
+        description="Start/stop a local single-node Kafka (KRaft, loopback) in the background. "
+                    "Without --data-dir every `start` is a fresh, empty broker; with --data-dir "
+                    "DIR, `stop` + `start` keep DIR's topics and data.")
     p_broker.add_argument("action", choices=["start", "stop", "status", "logs"])
-    p_broker.add_argument("--port", type=int, default=None)
+    p_broker.add_argument("--port", type=int, default=None,
+                          help="client port on 127.0.0.1 (default: the port DIR used last time "
+                               "if free, else any free port)")
+    p_broker.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
+                          help="keep the broker's data in DIR and reuse it on later starts: "
+                               "topics and committed records survive `stop`/`start` (DIR is "
+                               "never wiped). Default: a fresh data dir in ~/.cache/kstream, "
+                               "wiped on every start")
     p_broker.set_defaults(func=_cmd_broker)
 
     p_run = sub.add_parser("run", help="run an app: kstream run package.module:app")
