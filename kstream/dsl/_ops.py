@@ -1,7 +1,10 @@
-"""The DSL's stateless operators as processors.
+"""The DSL's stateless operators as processors, each with its fused form beside `process`.
 
 Hot path: each `process` does the operator's work and calls the next node directly through
 `self._down` (bound once in `init`), so a chain of N operators costs N calls per record.
+`fuse` writes the same work into the source's generated function (kstream.runtime.fusion),
+where only the user's functions are called. Invariant for every pair: fused == process (see
+`kstream.runtime.operator.Fusable`); tests/driver/test_fusion_property.py checks it.
 """
 
 from __future__ import annotations
@@ -10,9 +13,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from kstream.processor import Processor, ProcessorContext
-from kstream.record import Record
-from kstream.topology import Partitioner, SinkNode, TopicChooser
-from serdes import Serde, SerdeContext
+from kstream.record import Headers, Record
+from kstream.runtime.operator import Emitter, Fusable, FuseResult
 
 
 class _Operator(Processor):
@@ -23,7 +25,7 @@ class _Operator(Processor):
         self._down = context._downstream
 
 
-class FilterOp(_Operator):
+class FilterOp(_Operator, Fusable):
     def __init__(self, predicate: Callable[[Any, Any], bool], keep_when: bool) -> None:
         self._predicate = predicate
         self._keep_when = keep_when
@@ -32,8 +34,14 @@ class FilterOp(_Operator):
         if bool(self._predicate(record.key, record.value)) is self._keep_when:
             self._down(record)
 
+    # `not x` / `if x` apply bool() exactly as `process` does.
+    def fuse(self, em: Emitter, depth: int, skip: str) -> FuseResult:
+        neg = "not " if self._keep_when else ""
+        em.line(depth, f"if {neg}{em.bind(self._predicate, 'pred')}(key, value): {skip}")
+        return FuseResult(depth, skip)
 
-class MapOp(_Operator):
+
+class MapOp(_Operator, Fusable):
     def __init__(self, mapper: Callable[[Any, Any], tuple[Any, Any]]) -> None:
         self._mapper = mapper
 
@@ -41,8 +49,12 @@ class MapOp(_Operator):
         record.key, record.value = self._mapper(record.key, record.value)
         self._down(record)
 
+    def fuse(self, em: Emitter, depth: int, skip: str) -> FuseResult:
+        em.line(depth, f"key, value = {em.bind(self._mapper, 'map')}(key, value)")
+        return FuseResult(depth, skip)
 
-class MapValuesOp(_Operator):
+
+class MapValuesOp(_Operator, Fusable):
     def __init__(self, mapper: Callable[[Any], Any]) -> None:
         self._mapper = mapper
 
@@ -50,8 +62,12 @@ class MapValuesOp(_Operator):
         record.value = self._mapper(record.value)
         self._down(record)
 
+    def fuse(self, em: Emitter, depth: int, skip: str) -> FuseResult:
+        em.line(depth, f"value = {em.bind(self._mapper, 'mapv')}(value)")
+        return FuseResult(depth, skip)
 
-class SelectKeyOp(_Operator):
+
+class SelectKeyOp(_Operator, Fusable):
     def __init__(self, selector: Callable[[Any, Any], Any]) -> None:
         self._selector = selector
 
@@ -59,8 +75,12 @@ class SelectKeyOp(_Operator):
         record.key = self._selector(record.key, record.value)
         self._down(record)
 
+    def fuse(self, em: Emitter, depth: int, skip: str) -> FuseResult:
+        em.line(depth, f"key = {em.bind(self._selector, 'sel')}(key, value)")
+        return FuseResult(depth, skip)
 
-class FlatMapOp(_Operator):
+
+class FlatMapOp(_Operator, Fusable):
     def __init__(self, mapper: Callable[[Any, Any], Iterable[tuple[Any, Any]]]) -> None:
         self._mapper = mapper
 
@@ -70,8 +90,16 @@ class FlatMapOp(_Operator):
             down(Record(key, value, record.timestamp, _copy_headers(record.headers),
                         record.topic, record.partition, record.offset))
 
+    # One loop iteration per output; like the Record above, each output owns a header copy.
+    def fuse(self, em: Emitter, depth: int, skip: str) -> FuseResult:
+        headers = em.local("headers")
+        em.line(depth, f"{headers} = headers")
+        em.line(depth, f"for key, value in {em.bind(self._mapper, 'fm')}(key, value):")
+        em.line(depth + 1, f"headers = {_COPY.format(headers)}")
+        return FuseResult(depth + 1, "continue")
 
-class FlatMapValuesOp(_Operator):
+
+class FlatMapValuesOp(_Operator, Fusable):
     def __init__(self, mapper: Callable[[Any], Iterable[Any]]) -> None:
         self._mapper = mapper
 
@@ -82,8 +110,16 @@ class FlatMapValuesOp(_Operator):
             down(Record(key, value, record.timestamp, _copy_headers(record.headers),
                         record.topic, record.partition, record.offset))
 
+    # Later operators may rebind `key` and `headers`; every value starts from the input's.
+    def fuse(self, em: Emitter, depth: int, skip: str) -> FuseResult:
+        key, headers = em.local("key"), em.local("headers")
+        em.line(depth, f"{key} = key; {headers} = headers")
+        em.line(depth, f"for value in {em.bind(self._mapper, 'fmv')}(value):")
+        em.line(depth + 1, f"key = {key}; headers = {_COPY.format(headers)}")
+        return FuseResult(depth + 1, "continue")
 
-class PeekOp(_Operator):
+
+class PeekOp(_Operator, Fusable):
     def __init__(self, action: Callable[[Any, Any], None]) -> None:
         self._action = action
 
@@ -91,12 +127,19 @@ class PeekOp(_Operator):
         self._action(record.key, record.value)
         self._down(record)
 
+    def fuse(self, em: Emitter, depth: int, skip: str) -> FuseResult:
+        em.line(depth, f"{em.bind(self._action, 'peek')}(key, value)")
+        return FuseResult(depth, skip)
 
-class PassThroughOp(_Operator):
+
+class PassThroughOp(_Operator, Fusable):
     """Merge point: records from every parent continue unchanged."""
 
     def process(self, record: Record) -> None:
         self._down(record)
+
+    def fuse(self, em: Emitter, depth: int, skip: str) -> FuseResult:
+        return FuseResult(depth, skip)
 
 
 class BranchOp(Processor):
@@ -123,43 +166,10 @@ class BranchOp(Processor):
             self._default(record)
 
 
-class SinkOp(Processor):
-    """Serializes and hands the record to the task's record collector."""
-
-    def __init__(self, node: SinkNode) -> None:
-        self._topic: str | TopicChooser = node.topic
-        self._key_serde: Serde = node.key_serde
-        self._value_serde: Serde = node.value_serde
-        self._partitioner: Partitioner | None = node.partitioner
-
-    def init(self, context: ProcessorContext) -> None:
-        self.context = context
-        self._collector = context._task.collector
-        self._ctx = SerdeContext()
-        self._serialize_key = self._key_serde.serialize
-        self._serialize_value = self._value_serde.serialize
-        self._static_topic = self._topic if isinstance(self._topic, str) else None
-
-    def process(self, record: Record) -> None:
-        topic = self._static_topic
-        if topic is None:
-            topic = self._topic(record)  # type: ignore[operator]
-        ctx = self._ctx
-        ctx.topic = topic
-        ctx.headers = record.headers
-        ctx.is_key = True
-        key = self._serialize_key(record.key, ctx)
-        ctx.is_key = False
-        value = self._serialize_value(record.value, ctx)
-        partition = -1
-        if self._partitioner is not None:
-            count = self._collector.partition_count(topic)
-            partition = self._partitioner(record.key, record.value, count)
-            if not 0 <= partition < count:
-                raise ValueError(f"partitioner returned {partition} for {topic} "
-                                 f"with {count} partitions")
-        self._collector.send(topic, key, value, record.timestamp, record.headers, partition)
+_COPY = "list({0}) if {0} is not None else None"
+"""`_copy_headers` as an expression of the generated code."""
 
 
-def _copy_headers(headers: list[tuple[str, bytes]] | None) -> list[tuple[str, bytes]] | None:
-    return list(headers) if headers else None
+def _copy_headers(headers: Headers | None) -> Headers | None:
+    """Each output owns its list, even an empty one: a serde or processor may append to it."""
+    return list(headers) if headers is not None else None

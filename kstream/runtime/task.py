@@ -11,7 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from kstream.dsl._ops import SinkOp
 from kstream.errors import (
     STAGE_DESERIALIZE,
     STAGE_PROCESS,
@@ -22,14 +21,9 @@ from kstream.errors import (
 )
 from kstream.processor import Processor, ProcessorContext, PunctuationType
 from kstream.record import Record
-from kstream.runtime.fusion import (
-    Chain,
-    compile_chain,
-    compile_record_entry,
-    fusable,
-    fusion_enabled,
-)
+from kstream.runtime.fusion import Chain, compile_chain, compile_record_entry, fusable
 from kstream.runtime.punctuation import PunctuationSchedule, Punctuator
+from kstream.runtime.sink import SinkOp
 from kstream.topology import ProcessorNode, SinkNode, SourceNode, SubTopology, Topology
 from serdes import SerdeContext
 
@@ -59,11 +53,14 @@ class RecordCollector(Protocol):
 
 
 class Task:
-    """Processor instances of one sub-topology for one partition number."""
+    """Processor instances of one sub-topology for one partition number.
+
+    `fusion=False` runs every operator's `process` instead of generated chains (AppConfig.fusion).
+    """
 
     def __init__(self, application_id: str, topology: Topology, sub: SubTopology, partition: int,
                  collector: RecordCollector, stores: dict[str, Any] | None = None,
-                 clock: Callable[[], int] | None = None) -> None:
+                 clock: Callable[[], int] | None = None, *, fusion: bool = True) -> None:
         self.application_id = application_id
         self.sub = sub
         self.partition = partition
@@ -73,6 +70,7 @@ class Task:
         self.stream_time = -1
         self.dropped_late = 0  # records too late for their window (windowed operators count)
         self._clock = clock or (lambda: int(time.time() * 1000))
+        self._fusion = fusion
         self._store_users: dict[str, set[str]] = {}
         self.punctuation = PunctuationSchedule()
         self._processors: dict[str, Processor] = {}
@@ -116,16 +114,15 @@ class Task:
     def _entry(self, topology: Topology, node: str) -> Callable[[Record], None]:
         """How a parent hands a record to `node`: a fused chain when it starts there."""
         proc = self._processors[node]
-        if fusion_enabled() and fusable(proc):
-            return compile_record_entry(topology, node, self._processors, self.collector)
+        if self._fusion and fusable(proc):
+            return compile_record_entry(topology, node, self._processors)
         return proc.process
 
     def _chain(self, topology: Topology, source: SourceNode, topic: str) -> Chain:
         """What runs after deserialization: fused operators, or plain processor calls."""
         children = topology.children[source.name]
-        if fusion_enabled():
-            return compile_chain(topology, children, self._processors, topic, self.partition,
-                                 self.collector)
+        if self._fusion:
+            return compile_chain(topology, children, self._processors, topic, self.partition)
         downstream = _fan_out([self._processors[kid].process for kid in children])
         partition = self.partition
 
@@ -303,7 +300,7 @@ def _topological(topology: Topology, names: list[str]) -> list[str]:
 
 def build_task(application_id: str, topology: Topology, sub: SubTopology, partition: int,
                collector: RecordCollector, state_root: Path,
-               clock: Callable[[], int] | None = None) -> Task:
+               clock: Callable[[], int] | None = None, *, fusion: bool = True) -> Task:
     """Create a task and its stores; the engine and the TopologyTestDriver both come here.
 
     Each store builder makes the task's instance under `<state_root>/<task_id>/`, logging to
@@ -315,4 +312,5 @@ def build_task(application_id: str, topology: Topology, sub: SubTopology, partit
         builder = topology.stores[name]
         stores[name] = builder.build(state_root / task_id, partition,
                                      builder.changelog_topic(application_id))
-    return Task(application_id, topology, sub, partition, collector, stores, clock)
+    return Task(application_id, topology, sub, partition, collector, stores, clock,
+                fusion=fusion)

@@ -161,7 +161,7 @@ class TopologyTestDriver:
     def __init__(self, topology: Topology | StreamBuilder, application_id: str = "test-app", *,
                  partitions: Mapping[str, int] | None = None, error_policy: str = ERROR_FAIL,
                  initial_wall_clock_ms: int = 0, state_dir: Path | str | None = None,
-                 commit_every: int | None = 1) -> None:
+                 commit_every: int | None = 1, fusion: bool = True) -> None:
         if error_policy not in ERROR_POLICIES:
             raise ConfigError(f"error_policy {error_policy!r} must be one of "
                               f"{', '.join(ERROR_POLICIES)}")
@@ -176,6 +176,7 @@ class TopologyTestDriver:
         self.application_id = application_id
         self.error_policy = error_policy
         self.commit_every = commit_every
+        self.fusion = fusion  # as AppConfig.fusion: False runs every operator's process()
         self.dlq_topic = f"{application_id}-dlq"
         self._partitions = dict(partitions or {})
         self._wall_clock_ms = initial_wall_clock_ms
@@ -205,7 +206,7 @@ class TopologyTestDriver:
             for partition in range(count):
                 self._tasks[(sub.index, partition)] = build_task(
                     self.application_id, self.topology, sub, partition, self._collector,
-                    self.state_dir, self._clock)
+                    self.state_dir, self._clock, fusion=self.fusion)
             for topic in sub.source_topics:
                 self._handlers[topic] = [self._tasks[(sub.index, p)].handler(topic)
                                          for p in range(self.partition_count(topic))]

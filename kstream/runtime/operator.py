@@ -1,0 +1,59 @@
+"""The operator interface the runtime fuses against: `Fusable`, `Emitter`, `FuseResult`.
+
+Why: an operator's record-at-a-time `process()` and its generated (fused) form must do the
+same thing, so both live in the operator's own class, side by side. The runtime walks the
+graph and asks each processor for its fused lines through this interface; it never looks at
+DSL classes or their fields (the runtime never imports the DSL).
+
+The generated function keeps the current record in these locals, which `fuse` reads and
+rebinds: `key`, `value`, `ts` (timestamp), `headers` (the record's list or None), `offset`,
+`TOPIC`, `PARTITION`; `Record` is in scope for handing a record to a non-fused processor.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, NamedTuple, Protocol
+
+
+class Emitter(Protocol):
+    """The function being generated; `kstream.runtime.fusion` implements it."""
+
+    def bind(self, value: Any, prefix: str) -> str:
+        """A fresh global name of the generated code that refers to `value`."""
+        ...
+
+    def local(self, prefix: str) -> str:
+        """A fresh local variable name (for values an operator must keep across a loop)."""
+        ...
+
+    def line(self, depth: int, text: str) -> None:
+        """Append one line of code, indented `depth` levels."""
+        ...
+
+
+class FuseResult(NamedTuple):
+    """Where the code of an operator's children goes after its own lines."""
+
+    depth: int
+    """Indentation of the children's lines (one more than given when the operator loops)."""
+    skip: str
+    """The statement that drops the current record there: "return" or, in a loop, "continue"."""
+
+
+class Fusable(ABC):
+    """A processor that can also write itself into a fused chain.
+
+    Invariant (each implementation keeps it next to its `process`): running the lines `fuse`
+    emits, followed by the children's code, has the same effect as `process` calling its
+    downstream with the resulting record: same user-function calls in the same order, same
+    key, value, timestamp and headers reaching every child, serde and collector.
+    """
+
+    def can_fuse(self) -> bool:
+        """False when this instance must run as a processor (e.g. a sink with a partitioner)."""
+        return True
+
+    @abstractmethod
+    def fuse(self, em: Emitter, depth: int, skip: str) -> FuseResult:
+        """Emit this operator's lines at `depth`; `skip` drops the current record."""
