@@ -49,7 +49,7 @@ def load_spec(name: str) -> DemoSpec:
         module = importlib.import_module(f"topologies.{name}")
     except ModuleNotFoundError:
         raise SystemExit(f"no reference topology named {name!r} (see topologies/)") from None
-    return module.DEMO  # type: ignore[no-any-return]
+    return module.DEMO
 
 
 def run_demo(name: str, records: int | None = None, bootstrap: str | None = None) -> int:

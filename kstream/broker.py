@@ -560,7 +560,7 @@ def stop_background(timeout: float = 20.0) -> bool:
     info = background_status()
     if not info:
         return False
-    pid = int(info["pid"])
+    pid = int(str(info["pid"]))
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout

@@ -24,9 +24,10 @@ def _load_object(spec: str) -> object:
 def _cmd_broker(args: argparse.Namespace) -> int:
     if args.action == "start":
         t0 = time.monotonic()
-        info = broker.start_background(port=args.port, data_dir=args.data_dir)
-        print(info["bootstrap"])
-        print(f"started in {time.monotonic() - t0:.1f}s (pid {info['pid']}, log {info['log']})",
+        started = broker.start_background(port=args.port, data_dir=args.data_dir)
+        print(started["bootstrap"])
+        print(f"started in {time.monotonic() - t0:.1f}s (pid {started['pid']}, "
+              f"log {started['log']})",
               file=sys.stderr)
         return 0
     if args.action == "status":
@@ -51,10 +52,11 @@ def _cmd_broker(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=os.environ.get("KSTREAM_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from kstream.app import App
+
     app = _load_object(args.app)
-    run = getattr(app, "run", None)
-    if run is None:
-        raise SystemExit(f"{args.app} is not a kstream App (no run() method)")
+    if not isinstance(app, App):
+        raise SystemExit(f"{args.app} is not a kstream App (got {type(app).__name__})")
     overrides = {}
     if args.bootstrap_servers:
         overrides["bootstrap_servers"] = args.bootstrap_servers

@@ -49,6 +49,9 @@ class AppConfig:
     topic_partitions: int = 1
     shutdown_timeout_ms: int = 30_000
     restore_timeout_ms: int = 600_000
+    # A loop that has not come back to poll() for this long gets its stack logged (keep it
+    # below max.poll.interval.ms, 300 s by default, so the dump comes before the expulsion).
+    watchdog_timeout_ms: int = 60_000
     metrics_port: int | None = None  # serve Prometheus metrics on this port when set
     # Run stateless chains as generated functions (same results, fewer calls per record);
     # False runs each operator's process(), to rule fusion out when debugging.
@@ -71,7 +74,7 @@ class AppConfig:
                               f"{', '.join(ERROR_POLICIES)}")
         for name in ("batch_size", "poll_timeout_ms", "transaction_timeout_ms",
                      "session_timeout_ms", "topic_partitions", "shutdown_timeout_ms",
-                     "restore_timeout_ms"):
+                     "restore_timeout_ms", "watchdog_timeout_ms"):
             if int(getattr(self, name)) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
         if self.commit_interval_ms is not None and self.commit_interval_ms < 0:

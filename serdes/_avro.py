@@ -89,7 +89,8 @@ class AvroSerde:
         self.validate = validate
         self._writer = fastavro.parse_schema(self.writer_schema)
         self._reader = (
-            self._writer if reader_schema is None else fastavro.parse_schema(self.reader_schema)
+            self._writer if self.reader_schema is None
+            else fastavro.parse_schema(self.reader_schema)
         )
 
     def serialize(self, obj: Any, ctx: SerdeContext | None = None) -> bytes | None:

@@ -194,7 +194,7 @@ def _dec(data: bytes, pos: int) -> tuple[Any, int]:
             raise ValueError("truncated int in key")
         return int.from_bytes(data[pos:end], "big") - ((1 << (n << 3)) - 1), end
     if tag == _T_TUPLE:
-        items = []
+        items: list[Any] = []
         while True:
             if pos >= len(data):
                 raise ValueError("unterminated tuple in key")

@@ -160,7 +160,7 @@ class UUIDSerde(_Stateless):
             return None
         try:
             if type(obj) is not _UUID:
-                obj = obj if isinstance(obj, _UUID) else _UUID(obj)  # type: ignore[arg-type]
+                obj = obj if isinstance(obj, _UUID) else _UUID(obj)
             return str(obj).encode("ascii")
         except (ValueError, TypeError, AttributeError) as exc:
             raise serde_error(self, f"not a UUID: {obj!r}", ctx, exc) from exc

@@ -125,14 +125,15 @@ class WindowedGroupedStream:
         index_name = None if index is None else index.name
 
         def supplier() -> ops._WindowedAggregate:
-            common = (initializer, adder)
-            tail = (dead_letter, key_serde, in_value_serde)
             if isinstance(windows, SessionWindows):
-                return ops.SessionWindowAggregateOp(name, index_name, windows, *common,
-                                                    merger, *tail)  # type: ignore[arg-type]
+                return ops.SessionWindowAggregateOp(
+                    name, index_name, windows, initializer, adder,
+                    merger, dead_letter, key_serde, in_value_serde)  # type: ignore[arg-type]
             if isinstance(windows, SlidingWindows):
-                return ops.SlidingWindowAggregateOp(name, index_name, windows, *common, *tail)
-            return ops.TimeWindowAggregateOp(name, index_name, windows, *common, *tail)
+                return ops.SlidingWindowAggregateOp(name, index_name, windows, initializer, adder,
+                                                    dead_letter, key_serde, in_value_serde)
+            return ops.TimeWindowAggregateOp(name, index_name, windows, initializer, adder,
+                                             dead_letter, key_serde, in_value_serde)
 
         node = builder._name(name, "WINDOWED-AGGREGATE")
         topology.add_processor(node, supplier, stream.node)

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kstream.config import AT_MOST_ONCE, AppConfig
+from kstream.runtime.client_logs import client_logger
 
 
 def producer_config(cfg: AppConfig, transactional_id: str | None, logs_changelogs: bool,
@@ -20,6 +21,7 @@ def producer_config(cfg: AppConfig, transactional_id: str | None, logs_changelog
         # Broker-wide trouble (all brokers down) arrives here, not as an exception: the engine
         # only logs it (rate-limited) and marks itself not ready; calls fail on their own.
         "error_cb": on_error,
+        "logger": client_logger(),
         **cfg.producer_config,
     }
     if transactional_id is not None:
@@ -51,5 +53,6 @@ def consumer_config(cfg: AppConfig, on_stats: Callable[[str], None],
         "statistics.interval.ms": 10_000,
         "stats_cb": on_stats,
         "error_cb": on_error,
+        "logger": client_logger(),
         **cfg.consumer_config,
     }

@@ -26,7 +26,7 @@ class KafkaRecordCollector:
         self._producer = producer
         # Positional: (topic, value, key, partition, callback, on_delivery, timestamp, headers);
         # keyword arguments cost twice as much in the C binding.
-        self._produce = producer.produce
+        self._produce: Callable[..., None] = producer.produce
         self._stats = stats
         self._partition_lookup = partition_lookup
         self._partition_counts: dict[str, int] = {}

@@ -45,7 +45,7 @@ class WriteBuffer:
         value = self._buf.get(key, _MISSING)  # type: ignore[arg-type]
         if value is _MISSING:
             return self.inner.get(key)
-        return value  # type: ignore[return-value]
+        return value
 
     def put(self, key: bytes, value: bytes | None) -> None:
         """value None buffers a delete, which hides the key in the backend until committed."""

@@ -53,7 +53,7 @@ class KeyValueStore:
     def get(self, key: Any) -> Any:
         # Cache key: keys equal in Python but encoded differently (1, 1.0, True) must not
         # share an entry, so non-str keys carry their type.
-        ck = key if type(key) is str else (type(key), key)
+        ck: Any = key if type(key) is str else (type(key), key)
         try:
             value = self._cache.get(ck, _MISSING)
         except TypeError:  # unhashable key: no caching

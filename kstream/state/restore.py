@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, TypeVar
 
 from confluent_kafka import (
@@ -161,7 +162,7 @@ def _plan(consumer: Consumer, stores: list[KeyValueStore], deadline: float,
     for store in stores:
         topic, partition = store.changelog_topic, store.partition
         offset = store.backend.committed_offset
-        md = _retrying(lambda s=store: _topic_metadata(consumer, s, deadline), store, deadline,
+        md = _retrying(partial(_topic_metadata, consumer, store, deadline), store, deadline,
                        should_stop)
         if md is None or partition not in md.partitions:
             if offset is not None:
@@ -171,9 +172,8 @@ def _plan(consumer: Consumer, stores: list[KeyValueStore], deadline: float,
                         store.name, topic, partition)
             targets.append(_Target(store, 0, 0))
             continue
-        low, high = _retrying(lambda s=store: consumer.get_watermark_offsets(
-            TopicPartition(s.changelog_topic, s.partition), timeout=min(_left(deadline, s), 10),
-            cached=False), store, deadline, should_stop)
+        low, high = _retrying(partial(_watermarks, consumer, store, deadline), store, deadline,
+                              should_stop)
         if offset is None:
             targets.append(_Target(store, low, high))
             continue
@@ -196,6 +196,13 @@ def _topic_metadata(consumer: Consumer, store: KeyValueStore, deadline: float) -
             return None
         raise KafkaException(md.error)
     return md
+
+
+def _watermarks(consumer: Consumer, store: KeyValueStore, deadline: float) -> tuple[int, int]:
+    low, high = consumer.get_watermark_offsets(
+        TopicPartition(store.changelog_topic, store.partition),
+        timeout=min(_left(deadline, store), 10), cached=False)
+    return low, high
 
 
 T = TypeVar("T")

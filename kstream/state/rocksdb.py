@@ -10,7 +10,7 @@ import struct
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from rocksdict import Rdict, ReadOptions, WriteBatch
+from rocksdict import ColumnFamily, Rdict, ReadOptions, WriteBatch
 
 from kstream.state.backend import Entry
 from kstream.state.rocksdb_memory import META_CF, shared_options
@@ -28,7 +28,7 @@ class RocksDBBackend:
         data_opts, meta_opts = shared_options()
         self._db: Rdict | None = Rdict(str(path), data_opts, column_families={META_CF: meta_opts})
         self._meta: Rdict | None = self._db.get_column_family(META_CF)
-        self._meta_cf = self._db.get_column_family_handle(META_CF)
+        self._meta_cf: ColumnFamily | None = self._db.get_column_family_handle(META_CF)
         raw = self._meta.get(_OFFSET_KEY)
         self._offset: int | None = None if raw is None else _OFFSET.unpack(raw)[0]
 
@@ -50,7 +50,7 @@ class RocksDBBackend:
         opts = ReadOptions()
         if hi is not None:
             opts.set_iterate_upper_bound(hi)
-        return iter(self._open().items(from_key=lo, read_opt=opts))
+        return iter(self._open().items(from_key=lo, read_opt=opts))  # type: ignore[arg-type]
 
     def approximate_count(self) -> int:
         return self._open().property_int_value("rocksdb.estimate-num-keys") or 0

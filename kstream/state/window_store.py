@@ -110,7 +110,7 @@ class SegmentedStore:
         kb = self._ser_key(key, self._ctx)
         if kb is None:
             raise ValueError(f"store {self.name!r}: key serde returned None for {key!r}")
-        return kb  # type: ignore[no-any-return]
+        return kb
 
     def store_key(self, kb: bytes, t1: int, t2: int) -> bytes:
         return (_HEAD.pack(t1 // self.segment_ms + OFFSET, len(kb)) + kb

@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -159,13 +159,15 @@ class KafkaCluster:
                     err = msg.error()
                     if err is not None:
                         if err.code() == KafkaError._PARTITION_EOF:
-                            at_end.add(msg.partition())
+                            at_end.add(msg.partition() or 0)
                             continue
                         raise RuntimeError(f"reading {topic}: {err}")
-                    at_end.discard(msg.partition())
+                    partition, offset = msg.partition() or 0, msg.offset() or 0
+                    at_end.discard(partition)
                     count += 1
-                    yield ReadRecord(topic, msg.partition(), msg.offset(), msg.key(), msg.value(),
-                                     msg.timestamp()[1], list(msg.headers() or []))
+                    headers = cast(list[tuple[str, bytes]], list(msg.headers() or []))
+                    yield ReadRecord(topic, partition, offset, msg.key(), msg.value(),
+                                     msg.timestamp()[1], headers)
         finally:
             consumer.close()
 
