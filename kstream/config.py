@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kstream.errors import ConfigError  # defined with the other errors; importable from here
+
 AT_MOST_ONCE = "at_most_once"
 AT_LEAST_ONCE = "at_least_once"
 EXACTLY_ONCE = "exactly_once"
@@ -23,10 +25,6 @@ _RESERVED_CONSUMER = {"enable.auto.commit", "enable.auto.offset.store", "isolati
                       "group.id", "bootstrap.servers"}
 _RESERVED_PRODUCER = {"transactional.id", "enable.idempotence", "bootstrap.servers"}
 _APP_ID = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
-
-
-class ConfigError(ValueError):
-    """The configuration is invalid; raised at start-up, before anything touches Kafka."""
 
 
 @dataclass(frozen=True)

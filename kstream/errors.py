@@ -1,4 +1,22 @@
-"""Error types and the bad-record policy (stop, or dead-letter the original bytes)."""
+"""Every error kstream raises, under one root, and the dead-letter headers.
+
+```
+KStreamError
+├── ConfigError          invalid settings (also a ValueError), raised before connecting
+├── TopologyError        a malformed topology (also a ValueError), raised at build/start
+│   └── MissingTopicsError   topics missing or not co-partitioned, raised at start
+├── RecordError          one record failed (deserialize, timestamp, process, serialize):
+│                        the error policy applies (stop, or dead-letter it)
+├── PunctuationError     a scheduled callback raised: the app stops
+├── InternalError        a kstream invariant broke: never a record's fault, never
+│                        dead-lettered; the app stops
+├── FatalError           Kafka said no in a way no restart cures (see runtime.kafka_errors)
+├── AbortableError / TaskMigratedError / ProducerFencedError   recovered inside the engine
+└── state errors (kstream.state.errors), StateDirLockedError
+```
+serdes.SerializationError stays outside (serdes does not depend on kstream); inside a running
+topology it reaches the error policy as the cause of a RecordError.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +31,20 @@ STAGE_LATE = "late"
 
 
 class KStreamError(RuntimeError):
-    """Base class of kstream's runtime errors."""
+    """Base class of every error kstream raises."""
+
+
+class ConfigError(KStreamError, ValueError):
+    """The configuration is invalid; raised at start-up, before anything touches Kafka."""
+
+
+class TopologyError(KStreamError, ValueError):
+    """The topology is malformed: a duplicate name, a missing parent, an unknown store."""
+
+
+class InternalError(KStreamError):
+    """A kstream invariant broke while processing a record. It names the record but is not
+    the record's fault, so it is never dead-lettered: the app stops (exactly-once aborts)."""
 
 
 class RecordError(KStreamError):
@@ -35,7 +66,7 @@ class PunctuationError(KStreamError):
     """A scheduled callback raised; there is no record to dead-letter, so the app stops."""
 
 
-class MissingTopicsError(KStreamError):
+class MissingTopicsError(TopologyError):
     """Topics the topology reads or writes do not exist."""
 
 
@@ -93,8 +124,13 @@ def kafka_failure(exc: BaseException, what: str) -> KStreamError:
 producer_error = kafka_failure  # the producer's calls are the most common source
 
 
+class LateRecord(Exception):
+    """Why a late record was dead-lettered: no window that accepts it is open any more."""
+
+
 def dead_letter_headers(error: RecordError, original: Headers | None) -> Headers:
-    """The original headers plus where the record came from and why it failed."""
+    """The original headers plus where the record came from and why it failed. The one
+    builder for every stage (deserialize, timestamp, process, late), engine and driver."""
     tb = "".join(traceback.format_exception_only(type(error.cause), error.cause)).strip()
     return [*(original or []),
             ("kstream.error.stage", error.stage.encode()),

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from kstream.errors import TopologyError  # defined with the other errors; importable here
 from kstream.processor import Processor
 from kstream.record import Record
 from serdes import Serde, resolve
@@ -36,8 +37,6 @@ class InternalTopic:
     config: dict[str, str] = field(default_factory=dict)
 
 
-class TopologyError(ValueError):
-    """The topology is malformed: a duplicate name, a missing parent, an unknown store."""
 
 
 @dataclass

@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from kstream.errors import STAGE_LATE
+from kstream.errors import STAGE_LATE, LateRecord, RecordError, dead_letter_headers
 from kstream.processor import Processor, ProcessorContext
 from kstream.record import Record
 from kstream.state.kv import KeyValueStore
@@ -108,14 +108,11 @@ class LateRecords:
         self._task.dropped_late += 1
         if not self._dead_letter:
             return
-        reason = (f"record time {record.timestamp} is too late for every window of "
-                  f"{self._operator} (stream time {stream_time})")
-        headers = [*(record.headers or []),
-                   ("kstream.error.stage", STAGE_LATE.encode()),
-                   ("kstream.error.topic", str(record.topic).encode()),
-                   ("kstream.error.partition", str(record.partition).encode()),
-                   ("kstream.error.offset", str(record.offset).encode()),
-                   ("kstream.error.reason", reason.encode())]
+        reason = LateRecord(f"record time {record.timestamp} is too late for every window of "
+                            f"{self._operator} (stream time {stream_time})")
+        error = RecordError(STAGE_LATE, str(record.topic), _int(record.partition),
+                            _int(record.offset), reason)
+        headers = dead_letter_headers(error, record.headers)
         self._task.collector.send(self._dlq, self._bytes(self._key_serde, record.key, True),
                                   self._bytes(self._value_serde, record.value, False),
                                   record.timestamp, headers)
@@ -491,3 +488,7 @@ class SessionWindowAggregateOp(_WindowedAggregate):
 
 def _copy(headers: list[tuple[str, bytes]] | None) -> list[tuple[str, bytes]] | None:
     return list(headers) if headers else None
+
+
+def _int(value: int | None) -> int:
+    return -1 if value is None else value

@@ -6,6 +6,7 @@ message-like objects and a record collector, so there is one processing path.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +16,7 @@ from kstream.errors import (
     STAGE_DESERIALIZE,
     STAGE_PROCESS,
     STAGE_TIMESTAMP,
+    InternalError,
     KStreamError,
     PunctuationError,
     RecordError,
@@ -181,8 +183,7 @@ class Task:
             except KStreamError:  # engine-level failures are not the record's fault
                 raise
             except Exception as exc:
-                raise RecordError(STAGE_PROCESS, topic, partition, _off(msg.offset()),
-                                  exc) from exc
+                raise _process_error(exc, topic, partition, _off(msg.offset())) from exc
             if task.stream_time >= schedule._next_stream_due:
                 task.punctuate_stream_time()
 
@@ -261,6 +262,25 @@ class Task:
             proc.close()
         for store in self.stores.values():
             store.close()
+
+
+_KSTREAM_DIR = str(Path(__file__).resolve().parent.parent) + os.sep
+_NOT_INTERNAL = (str(Path(_KSTREAM_DIR) / "testing") + os.sep,)
+
+
+def _process_error(exc: Exception, topic: str, partition: int, offset: int) -> KStreamError:
+    """A RecordError when user code (or a serde) raised; an InternalError when the innermost
+    frame is kstream's own code, so a broken invariant is never dead-lettered as a bad
+    record. Only runs on the error path."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    filename = tb.tb_frame.f_code.co_filename if tb is not None else ""
+    if filename.startswith(_KSTREAM_DIR) and not filename.startswith(_NOT_INTERNAL):
+        where = f"{filename}:{tb.tb_lineno if tb is not None else '?'}"
+        return InternalError(f"kstream failed at {where} while processing {topic}[{partition}]"
+                             f"@{offset}: {type(exc).__name__}: {exc}")
+    return RecordError(STAGE_PROCESS, topic, partition, offset, exc)
 
 
 def _off(offset: int | None) -> int:
