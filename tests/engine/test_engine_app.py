@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import urllib.request
 from collections import Counter
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 from kstream import App, ConfigError, MissingTopicsError, StreamBuilder
 from kstream.broker import free_port
 from kstream.runtime.identity import InstanceIdentity, StateDirLockedError
-from kstream.testing import KafkaCluster, wait_until
+from kstream.testing import KafkaCluster, running_app, wait_until
 from serdes import Int64Serde, JsonSerde, StringSerde
 
 
@@ -47,15 +46,10 @@ def test_missing_topics_fail_at_start_or_are_created(kafka: KafkaCluster, tmp_pa
     created = App(_passthrough(topic), application_id=kafka.unique_name("create"),
                   bootstrap_servers=kafka.bootstrap_servers, state_dir=tmp_path,
                   auto_create_topics=True, topic_partitions=3)
-    thread = threading.Thread(target=created.run, kwargs={"install_signal_handlers": False})
-    thread.start()
-    try:
+    with running_app(created, join_timeout=30):
         wait_until(lambda: topic in kafka.admin.list_topics(timeout=5).topics, 30, "creation")
         md = kafka.admin.list_topics(topic, timeout=5).topics[topic]
         assert len(md.partitions) == 3
-    finally:
-        created.stop()
-        thread.join(30)
     kafka.delete_topics([topic, f"{topic}-out"])
 
 
@@ -102,20 +96,15 @@ def test_multi_step_topology_exact_output_and_metrics(kafka: KafkaCluster, topic
     app = App(b, application_id=kafka.unique_name("multi"), state_dir=tmp_path,
               bootstrap_servers=kafka.bootstrap_servers, processing_guarantee="exactly_once",
               metrics_port=port)
-    thread = threading.Thread(target=app.run, kwargs={"install_signal_handlers": False})
-    thread.start()
     kept = [i for i in range(300) if i % 10]
     want_big = Counter((f"big-{i * 10}", i * 10) for i in kept if i * 10 >= 1000)
     want_small = Counter((f"{i}:a", "A") for i in kept if i * 10 < 1000 and i % 3 >= 1)
     want_audit = Counter((f"{i}:b", "B") for i in kept if i * 10 < 1000 and i % 3 == 2)
-    try:
+    with running_app(app):
         got_big = kafka.read_topic(big, min_count=sum(want_big.values()), timeout=60)
         got_small = kafka.read_topic(small, min_count=sum(want_small.values()), timeout=60)
         got_audit = kafka.read_topic(audit, min_count=sum(want_audit.values()) + 20, timeout=60)
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read()
-    finally:
-        app.stop()
-        thread.join(60)
     assert Counter((r.key.decode(), Int64Serde().deserialize(r.value)) for r in got_big) \
         == want_big  # type: ignore[union-attr]
     assert all(r.partition == Int64Serde().deserialize(r.value) % 2 for r in got_big)

@@ -13,7 +13,7 @@ import pytest
 from confluent_kafka import Producer
 
 from kstream import App, StreamBuilder
-from kstream.testing import KafkaCluster, wait_until
+from kstream.testing import KafkaCluster, running_app, wait_until
 from serdes import JsonSerde, StringSerde
 
 RECORDS = 12_000
@@ -47,9 +47,7 @@ def test_fenced_instance_rejoins_and_output_stays_exact(
     app = App(b, application_id=app_id, bootstrap_servers=kafka.bootstrap_servers,
               processing_guarantee="exactly_once", state_dir=tmp_path, batch_size=100)
     caplog.set_level(logging.WARNING, logger="kstream.engine")
-    thread = threading.Thread(target=app.run, kwargs={"install_signal_handlers": False})
-    thread.start()
-    try:
+    with running_app(app) as run:
         wait_until(lambda: app.stats.get("commits", 0) >= 3, 60, "a few commits")
         GATE.clear()
         PAUSED.wait(30)  # the app is mid-transaction, inside a record
@@ -62,9 +60,6 @@ def test_fenced_instance_rejoins_and_output_stays_exact(
                             for i in range(RECORDS, RECORDS + LATE)))
         wait_until(lambda: "event=fenced" in caplog.text, 60, "the app to notice the fence")
         records = kafka.read_topic(out, min_count=RECORDS + LATE, timeout=120)
-    finally:
-        app.stop()
-        thread.join(60)
-    assert not thread.is_alive()
+    assert not run.alive()
     got = Counter(r.value.decode() for r in records)  # type: ignore[union-attr]
     assert got == Counter(str(i * 2) for i in range(RECORDS + LATE))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import orjson
 import pytest
 
 from kstream import App, RecordError, StreamBuilder
-from kstream.testing import KafkaCluster, wait_until
+from kstream.testing import KafkaCluster, running_app, wait_until
 from serdes import JsonSerde, StringSerde
 
 RECORDS = 2000
@@ -47,36 +46,21 @@ def expected(ids: list[int]) -> Counter[str]:
     return Counter(str(i) for i in ids for _ in range(2 if i % 2 else 1))
 
 
-class Runner:
-    def __init__(self, app: App) -> None:
-        self.app = app
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            self.app.run(install_signal_handlers=False)
-        except BaseException as exc:  # noqa: BLE001 - surfaced to the test
-            self.error = exc
-
-
 @pytest.mark.parametrize("guarantee", ["exactly_once", "at_least_once"])
 def test_poison_goes_to_dead_letter_topic(kafka: KafkaCluster, topic_factory,  # type: ignore[no-untyped-def]
                                           tmp_path: Path, guarantee: str) -> None:
     inp, out = topic_factory(partitions=2), topic_factory(partitions=2)
     produce_with_poison(kafka, inp)
     app_id = kafka.unique_name("dlq")
-    runner = Runner(App(build(inp, out), application_id=app_id, error_policy="dead_letter",
-                        bootstrap_servers=kafka.bootstrap_servers, state_dir=tmp_path,
-                        processing_guarantee=guarantee))
+    app = App(build(inp, out), application_id=app_id, error_policy="dead_letter",
+              bootstrap_servers=kafka.bootstrap_servers, state_dir=tmp_path,
+              processing_guarantee=guarantee)
     good = [i for i in range(RECORDS) if i not in (POISON_ID, BAD_JSON_ID)]
     want = expected(good)
-    records = kafka.read_topic(out, min_count=sum(want.values()), timeout=60)
-    wait_until(lambda: sum(max(0, o) for o in kafka.committed_offsets(app_id, inp).values())
-               == RECORDS, 30, "all offsets committed")
-    runner.app.stop()
-    runner.thread.join(30)
+    with running_app(app, join_timeout=30) as runner:
+        records = kafka.read_topic(out, min_count=sum(want.values()), timeout=60)
+        wait_until(lambda: sum(max(0, o) for o in kafka.committed_offsets(app_id, inp).values())
+                   == RECORDS, 30, "all offsets committed")
     assert runner.error is None
     assert Counter(r.value.decode() for r in records) == want  # type: ignore[union-attr]
 
@@ -104,11 +88,12 @@ def test_poison_stops_the_app_after_committing_earlier_records(
     inp, out = topic_factory(partitions=2), topic_factory(partitions=2)
     produce_with_poison(kafka, inp)
     app_id = kafka.unique_name("fail")
-    runner = Runner(App(build(inp, out), application_id=app_id, error_policy="fail",
-                        bootstrap_servers=kafka.bootstrap_servers, state_dir=tmp_path,
-                        processing_guarantee=guarantee, batch_size=50))
-    runner.thread.join(90)
-    assert not runner.thread.is_alive()
+    app = App(build(inp, out), application_id=app_id, error_policy="fail",
+              bootstrap_servers=kafka.bootstrap_servers, state_dir=tmp_path,
+              processing_guarantee=guarantee, batch_size=50)
+    with running_app(app, expect_error=True) as runner:  # the app stops itself, raising
+        runner.thread.join(90)
+        assert not runner.thread.is_alive()
     err = runner.error
     assert isinstance(err, RecordError), repr(err)
     assert err.topic == inp

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import orjson
 
 from kstream import App, StreamBuilder
-from kstream.testing import KafkaCluster, TopologyTestDriver
+from kstream.testing import KafkaCluster, TopologyTestDriver, running_app
 from serdes import JsonSerde, StringSerde
 
 
@@ -58,17 +57,12 @@ def test_table_lookup_on_kafka(kafka: KafkaCluster, topic_factory, tmp_path: Pat
     app = App(build(customers, orders, out), application_id=kafka.unique_name("lookup"),
               bootstrap_servers=kafka.bootstrap_servers, processing_guarantee="exactly_once",
               state_dir=tmp_path)
-    thread = threading.Thread(target=app.run, kwargs={"install_signal_handlers": False})
-    thread.start()
-    try:
+    with running_app(app):
         # The table is complete before orders arrive: wait until it has been materialised.
         kafka.read_topic(f"{out}-vip", min_count=50, timeout=60)
         kafka.produce(orders, ((f"c{i % 120}".encode(), orjson.dumps({"id": i}))
                                for i in range(1000)))
         records = kafka.read_topic(out, min_count=1000, timeout=60)
-    finally:
-        app.stop()
-        thread.join(60)
     got = sorted((r.key.decode(), orjson.loads(r.value)["order"], orjson.loads(r.value)["name"])  # type: ignore[union-attr, arg-type]
                  for r in records)
     want = sorted((f"c{i % 120}", i, f"name{i % 120}" if i % 120 < 100 else None)

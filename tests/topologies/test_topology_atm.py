@@ -3,19 +3,16 @@ withdrawals), the same results on the real broker, and `kstream demo atm`."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import threading
 import zlib
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import orjson
+from topology_helpers import produce_like_driver, run_demo
 
 from kstream import App
-from kstream.testing import KafkaCluster, TopologyTestDriver
+from kstream.testing import KafkaCluster, TopologyTestDriver, running_app
 from kstream.testing.driver import partition_for_key
 from serdes import JsonSerde, StringSerde
 from topologies import atm
@@ -102,18 +99,6 @@ def test_atm_flush_cards_reach_every_partition() -> None:
         assert {zlib.crc32(k) % partitions for k in keys} == set(range(partitions))
 
 
-def produce_like_driver(kafka: KafkaCluster, topic: str, partitions: int,
-                        sample: list[tuple[str, Any, Any, int]]) -> None:
-    """Produce to the partition the driver picks (murmur2), in sample order per partition."""
-    by_partition: dict[int, list[tuple[bytes, bytes, int]]] = {}
-    for _, key, value, ts in sample:
-        kb = key.encode()
-        by_partition.setdefault(partition_for_key(kb, partitions), []).append(
-            (kb, orjson.dumps(value), ts))
-    for partition, rows in by_partition.items():
-        kafka.produce(topic, rows, partition=partition)
-
-
 def _canonical(key: Any, value: Any) -> tuple[Any, bytes]:
     return tuple(key) if isinstance(key, tuple) else key, orjson.dumps(
         value, option=orjson.OPT_SORT_KEYS)
@@ -137,14 +122,9 @@ def test_atm_on_kafka_matches_the_in_process_run(kafka: KafkaCluster, topic_fact
     app = App(atm.build(inp, *outs.values()), application_id=kafka.unique_name("atm"),
               bootstrap_servers=kafka.bootstrap_servers, processing_guarantee="exactly_once",
               state_dir=tmp_path)
-    thread = threading.Thread(target=app.run, kwargs={"install_signal_handlers": False})
-    thread.start()
-    try:
+    with running_app(app):
         read = {topic: kafka.read_topic(outs[topic], min_count=sum(want[topic].values()),
                                         timeout=90) for topic in OUTPUTS}
-    finally:
-        app.stop()
-        thread.join(60)
     for topic, (key_serde, value_serde) in OUTPUTS.items():
         got = Counter(_canonical(key_serde.deserialize(r.key), value_serde.deserialize(r.value))
                       for r in read[topic])
@@ -152,11 +132,7 @@ def test_atm_on_kafka_matches_the_in_process_run(kafka: KafkaCluster, topic_fact
 
 
 def test_atm_demo_command_prints_results(kafka: KafkaCluster) -> None:
-    env = {**os.environ, "KSTREAM_BOOTSTRAP_SERVERS": kafka.bootstrap_servers}
-    proc = subprocess.run([sys.executable, "-m", "kstream.cli", "demo", "atm",
-                           "--records", "300"], env=env, capture_output=True, text=True,
-                          timeout=180, cwd=Path(__file__).parents[2])
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_demo(kafka, "atm", 300)
     assert "produced 300 sample records" in proc.stdout
     # every window and session closed: all 292 withdrawals (300 - 8 flush) are in the results
     assert "final 10-minute totals covering 292 withdrawals" in proc.stdout

@@ -3,19 +3,15 @@ payments), the same alerts on the real broker, and `kstream demo fraud`."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import orjson
+from topology_helpers import produce_like_driver, run_demo
 
 from kstream import App, Record
-from kstream.testing import KafkaCluster, TopologyTestDriver
-from kstream.testing.driver import partition_for_key
+from kstream.testing import KafkaCluster, TopologyTestDriver, running_app
 from serdes import JsonSerde, StringSerde
 from topologies import fraud
 
@@ -81,19 +77,6 @@ def test_fraud_alerts_again_after_a_burst_and_per_reason_in_the_driver() -> None
                    (fraud.TOO_MANY, 35 * M, 6000.0), (fraud.HIGH_TOTAL, 35 * M, 6000.0)]
 
 
-def produce_like_driver(kafka: KafkaCluster, topic: str, partitions: int,
-                        sample: list[tuple[str, Any, Any, int]]) -> None:
-    """Produce to the partition the driver picks (murmur2, as Java clients): the default
-    librdkafka partitioner would spread keys differently, and per-task stream time with it."""
-    by_partition: dict[int, list[tuple[bytes, bytes, int]]] = {}
-    for _, key, value, ts in sample:
-        kb = key.encode()
-        by_partition.setdefault(partition_for_key(kb, partitions), []).append(
-            (kb, orjson.dumps(value), ts))
-    for partition, rows in by_partition.items():
-        kafka.produce(topic, rows, partition=partition)
-
-
 def test_fraud_on_kafka_matches_the_in_process_run(kafka: KafkaCluster, topic_factory,  # type: ignore[no-untyped-def]
                                            tmp_path: Path) -> None:
     sample = fraud.generate(400)
@@ -111,24 +94,15 @@ def test_fraud_on_kafka_matches_the_in_process_run(kafka: KafkaCluster, topic_fa
     app = App(fraud.build(inp, outp), application_id=kafka.unique_name("fraud"),
               bootstrap_servers=kafka.bootstrap_servers, processing_guarantee="exactly_once",
               state_dir=tmp_path)
-    thread = threading.Thread(target=app.run, kwargs={"install_signal_handlers": False})
-    thread.start()
-    try:
+    with running_app(app):
         records = kafka.read_topic(outp, min_count=sum(want.values()), timeout=90)
-    finally:
-        app.stop()
-        thread.join(60)
     got = Counter((r.key.decode(), orjson.dumps(orjson.loads(r.value),  # type: ignore[union-attr, arg-type]
                                                 option=orjson.OPT_SORT_KEYS)) for r in records)
     assert got == want
 
 
 def test_fraud_demo_command_prints_alerts(kafka: KafkaCluster) -> None:
-    env = {**os.environ, "KSTREAM_BOOTSTRAP_SERVERS": kafka.bootstrap_servers}
-    proc = subprocess.run([sys.executable, "-m", "kstream.cli", "demo", "fraud",
-                           "--records", "300"], env=env, capture_output=True, text=True,
-                          timeout=180, cwd=Path(__file__).parents[2])
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_demo(kafka, "fraud", 300)
     assert "produced 300 sample records" in proc.stdout
     assert "card card-0007 too many payments (6 in 10 min)" in proc.stdout
     assert "card card-0021 payments from ES, NL within 5 min" in proc.stdout

@@ -5,17 +5,14 @@ out-of-order posts), the same final top N per window on the real broker, and
 from __future__ import annotations
 
 import itertools
-import os
-import subprocess
-import sys
-import threading
 from pathlib import Path
 from typing import Any
 
 import orjson
+from topology_helpers import produce_like_driver, run_demo
 
 from kstream import App
-from kstream.testing import KafkaCluster, TopologyTestDriver, wait_until
+from kstream.testing import KafkaCluster, TopologyTestDriver, running_app, wait_until
 from kstream.testing.driver import partition_for_key
 from serdes import JsonSerde, StringSerde
 from topologies import trending
@@ -104,28 +101,16 @@ def test_trending_on_kafka_matches_the_in_process_run(kafka: KafkaCluster, topic
     assert len(want) >= 6
 
     inp, outp = topic_factory(partitions=3), topic_factory(partitions=3)
-
-    def produce(rows: list[tuple[str, str, dict[str, Any], int]]) -> None:
-        """To the partition the driver picks (murmur2), in sample order per partition."""
-        by_partition: dict[int, list[tuple[bytes, bytes, int]]] = {}
-        for _, user, value, ts in rows:
-            by_partition.setdefault(partition_for_key(user.encode(), 3), []).append(
-                (user.encode(), orjson.dumps(value), ts))
-        for partition, records in by_partition.items():
-            kafka.produce(inp, records, partition=partition)
-
-    produce(posts)
+    produce_like_driver(kafka, inp, 3, posts)
     app = App(trending.build(inp, outp), application_id=kafka.unique_name("trending"),
               bootstrap_servers=kafka.bootstrap_servers, processing_guarantee="exactly_once",
               state_dir=tmp_path)
-    thread = threading.Thread(target=app.run, kwargs={"install_signal_handlers": False})
-    thread.start()
-    try:
+    with running_app(app):
         # posts + one repartitioned record per hashtag; no window closes before the flush
         consumed = len(posts) + sum(len(trending.hashtags(v["text"])) for _, _, v, _ in posts)
         wait_until(lambda: app.stats.get("records_in", 0) >= consumed, 90,
                    "the app to consume the posts and their hashtags")
-        produce(flush)
+        produce_like_driver(kafka, inp, 3, flush)
 
         def final_tops() -> dict[str, Any] | None:
             got = {r.key.decode(): orjson.loads(r.value)  # type: ignore[union-attr, arg-type]
@@ -133,17 +118,10 @@ def test_trending_on_kafka_matches_the_in_process_run(kafka: KafkaCluster, topic
             return got if got == want else None
 
         wait_until(final_tops, 90, "the final top 3 of every window", interval=0.5)
-    finally:
-        app.stop()
-        thread.join(60)
 
 
 def test_trending_demo_command_prints_results(kafka: KafkaCluster) -> None:
-    env = {**os.environ, "KSTREAM_BOOTSTRAP_SERVERS": kafka.bootstrap_servers}
-    proc = subprocess.run([sys.executable, "-m", "kstream.cli", "demo", "trending",
-                           "--records", "300"], env=env, capture_output=True, text=True,
-                          timeout=180, cwd=Path(__file__).parents[2])
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_demo(kafka, "trending", 300)
     assert "produced 300 sample records" in proc.stdout
     assert "top 3 hashtags in 8 windows of 30 min (every 10 min):" in proc.stdout
     assert "#launchday" in proc.stdout

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import threading
 from collections import Counter
 from pathlib import Path
 
+from topology_helpers import run_demo
+
 from kstream import App
-from kstream.testing import KafkaCluster, TopologyTestDriver
+from kstream.testing import KafkaCluster, TopologyTestDriver, running_app
 from serdes import Int64Serde, StringSerde
 from topologies import wordcount
 
@@ -44,24 +42,15 @@ def test_wordcount_on_kafka_matches_the_driver(kafka: KafkaCluster, topic_factor
     app = App(wordcount.build(inp, out), application_id=kafka.unique_name("wc"),
               bootstrap_servers=kafka.bootstrap_servers, processing_guarantee="exactly_once",
               state_dir=tmp_path)
-    thread = threading.Thread(target=app.run, kwargs={"install_signal_handlers": False})
-    thread.start()
-    try:
+    with running_app(app):
         records = kafka.read_topic(out, min_count=sum(want.values()), timeout=90)
-    finally:
-        app.stop()
-        thread.join(60)
     got = Counter((r.key.decode(), Int64Serde().deserialize(r.value)) for r in records)  # type: ignore[union-attr]
     assert got == want
 
 
 def test_demo_command_prints_results(kafka: KafkaCluster) -> None:
     """`kstream demo wordcount` as a new user runs it (against the session's broker)."""
-    env = {**os.environ, "KSTREAM_BOOTSTRAP_SERVERS": kafka.bootstrap_servers}
-    proc = subprocess.run([sys.executable, "-m", "kstream.cli", "demo", "wordcount",
-                           "--records", "300"], env=env, capture_output=True, text=True,
-                          timeout=180, cwd=Path(__file__).parents[2])
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_demo(kafka, "wordcount", 300)
     assert "produced 300 sample records" in proc.stdout
     assert "top 10:" in proc.stdout
     assert "the" in proc.stdout.split("top 10:")[1]
