@@ -185,10 +185,10 @@ class ExactlyOnce(Committer):
         valid = [tp for tp in offsets if tp.offset >= 0]
         if valid:                                            # 4. offsets into the transaction
             metadata = self.consumer.consumer_group_metadata()
-            _call(lambda: self.producer.send_offsets_to_transaction(
-                valid, metadata, self.timeout_s), "send_offsets_to_transaction", self.timeout_s)
-        _call(lambda: self.producer.commit_transaction(self.timeout_s),   # 5. commit
-              "commit_transaction", self.timeout_s)
+            _end_call(lambda: self.producer.send_offsets_to_transaction(
+                valid, metadata, self.timeout_s), "send_offsets_to_transaction")
+        _end_call(lambda: self.producer.commit_transaction(self.timeout_s),   # 5. commit
+                  "commit_transaction")
         self._in_transaction = False
         _call(lambda: self.producer.poll(0), "poll", 0)  # changelog offsets (delivery reports)
         faults.maybe_crash("after_commit_before_flush")
@@ -208,8 +208,8 @@ class ExactlyOnce(Committer):
                 # first registers them; the records are then aborted with the rest. After an
                 # error the producer may not deliver at all: a failed abort replaces it.
                 _flush(self.producer, self.timeout_s, "flush before abort")
-            _call(lambda: self.producer.abort_transaction(self.timeout_s), "abort_transaction",
-                  self.timeout_s)
+            _end_call(lambda: self.producer.abort_transaction(self.timeout_s),
+                      "abort_transaction")
         except AbortableError as exc:
             # This producer cannot finish the abort; a new one with the same transactional.id
             # aborts the transaction on the broker when it initializes.
@@ -242,6 +242,25 @@ def _call(op: Callable[[], object], what: str, retry_for_s: float) -> None:
                 time.sleep(RETRY_BACKOFF_S)
                 continue
             raise kafka_failure(exc, what) from exc
+
+
+def _end_call(op: Callable[[], object], what: str) -> None:
+    """A call that ends a transaction (offsets, commit, abort), made once.
+
+    librdkafka allows resuming such a call after a retriable timeout, but resumed calls were
+    seen to block far past their timeout after a broker restart (send_offsets_to_transaction
+    never returned; librdkafka 2.16). So a timeout leaves the transaction to a new producer:
+    AbortableError(producer_unusable=True), and the successor's init_transactions aborts it
+    on the broker. That path always ends; the price is one init_transactions.
+    """
+    try:
+        op()
+    except KafkaException as exc:
+        failure = kafka_failure(exc, what)
+        err = kafka_error_of(exc)
+        if isinstance(failure, AbortableError) and err is not None and err.retriable():
+            raise AbortableError(str(failure), producer_unusable=True) from exc
+        raise failure from exc
 
 
 def _flush(producer: Producer, timeout_s: float, what: str) -> int:

@@ -96,7 +96,7 @@ def _compile(em: _Emitter, function: str, label: str) -> Callable[..., None]:
     built.__kstream_source__ = source
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     weakref.finalize(built.__code__, linecache.cache.pop, filename, None)
-    return built  # type: ignore[no-any-return]
+    return built
 
 
 def _emit_children(em: _Emitter, topology: Topology, children: list[str],

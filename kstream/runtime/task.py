@@ -10,7 +10,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from kstream.errors import (
     STAGE_DESERIALIZE,
@@ -35,11 +35,21 @@ class Message(Protocol):
 
     def topic(self) -> str | None: ...
     def partition(self) -> int | None: ...
-    def offset(self) -> int | None: ...
+    def offset(self) -> int: ...  # consumed records always have one
     def key(self) -> bytes | None: ...
     def value(self) -> bytes | None: ...
     def timestamp(self) -> tuple[int, int]: ...
     def headers(self) -> list[tuple[str, bytes]] | None: ...
+    def error(self) -> Any: ...
+
+
+@runtime_checkable
+class CachingProcessor(Protocol):
+    """A processor with a record cache (emit-on-commit aggregations): flushed before the
+    changelog is written, dropped on abort."""
+
+    def flush_cache(self) -> None: ...
+    def discard_cache(self) -> None: ...
 
 
 class RecordCollector(Protocol):
@@ -104,10 +114,13 @@ class Task:
                                      for kid in topology.children[name]})
             self._processors[name].init(contexts[name])
         order = _topological(topology, self.sub.nodes)
-        self._cache_flushes = [p.flush_cache for n in order  # type: ignore[attr-defined]
-                               if hasattr(p := self._processors.get(n), "flush_cache")]
-        self._cache_discards = [p.discard_cache for n in order  # type: ignore[attr-defined]
-                                if hasattr(p := self._processors.get(n), "discard_cache")]
+        caching: list[CachingProcessor] = []
+        for name in order:
+            proc = self._processors.get(name)
+            if isinstance(proc, CachingProcessor):
+                caching.append(proc)
+        self._cache_flushes = [p.flush_cache for p in caching]
+        self._cache_discards = [p.discard_cache for p in caching]
         for source in sources:
             for topic in source.topics:
                 chain = self._chain(topology, source, topic)
@@ -169,7 +182,7 @@ class Task:
             if extractor is not None:
                 try:
                     ts = int(extractor(Record(key, value, ts, headers, topic, partition,
-                                              msg.offset()), task.stream_time))
+                                              _off(msg.offset())), task.stream_time))
                 except Exception as exc:
                     raise RecordError(STAGE_TIMESTAMP, topic, partition, _off(msg.offset()),
                                       exc) from exc

@@ -47,7 +47,9 @@ def committed(kafka: KafkaCluster, group: str, topic: str) -> dict[int, int]:
 
 def check_output(kafka: KafkaCluster, topic: str, total: int, exact: bool) -> None:
     """Per account the running counts: exactly 1..n (no loss, no duplicate), or under
-    at-least-once every count 1..n present (duplicates allowed, nothing lost)."""
+    at-least-once every count 1..n present (nothing lost). At-least-once may also count a
+    record twice (its effect reached the changelog, its offset was not committed, so it is
+    processed again), as in Kafka Streams: counts above n are allowed there."""
     updates: dict[str, list[int]] = defaultdict(list)
     for r in kafka.read_topic(topic, timeout=120):
         updates[r.key.decode()].append(orjson.loads(r.value)["count"])  # type: ignore[union-attr,arg-type]
@@ -57,7 +59,7 @@ def check_output(kafka: KafkaCluster, topic: str, total: int, exact: bool) -> No
         if exact:
             assert got == list(range(1, n + 1)), f"{account}: {got[:10]}… ({len(got)} updates)"
         else:
-            assert set(got) == set(range(1, n + 1)), f"{account}: lost updates"
+            assert set(range(1, n + 1)) <= set(got), f"{account}: lost updates"
 
 
 def outage(broker: LocalBroker, seconds: float, procs: list[AppProcess], graceful: bool) -> None:
@@ -114,16 +116,29 @@ def test_instances_outlive_a_broker_restart(
         now = committed(kafka, app_id, inp)
         return all(now.get(p, -1) > max(before.get(p, 0), 0) for p in range(PARTITIONS))
 
-    wait_until(every_partition_moved, SESSION_TIMEOUT_S + 30,
-               "every input partition to commit again after the broker's return")
+    try:
+        wait_until(every_partition_moved, SESSION_TIMEOUT_S + 30,
+                   "every input partition to commit again after the broker's return")
+    except TimeoutError as exc:
+        tails = "\n".join(f"--- instance {n}:\n{p.log_tail(60)}"
+                          for n, p in enumerate(app_processes))
+        raise AssertionError(f"{exc}; before {before}, now "
+                             f"{committed(kafka, app_id, inp)}\n{tails}") from None
     resumed_s = time.monotonic() - back
     total = first + second
     wait_until(lambda: sum(committed(kafka, app_id, inp).values()) >= total
                or not all(p.alive() for p in app_processes), 300, "all input committed")
     for p in app_processes:
         assert p.alive(), f"an instance exited:\n{p.log_tail()}"
-    wait_until(lambda: _final_counts(kafka, out) == _expected_final(total), 120,
-               "final counts for every account")
+    expected = _expected_final(total)
+
+    def all_counted() -> bool:
+        final = _final_counts(kafka, out)
+        if guarantee == "exactly_once":
+            return final == expected
+        return all(final.get(k, 0) >= n for k, n in expected.items())
+
+    wait_until(all_counted, 120, "final counts for every account")
     check_output(kafka, out, total, exact=guarantee == "exactly_once")
     print(f"{guarantee}: outage {outage_s}s, every partition committing again "
           f"{resumed_s:.1f}s after the broker's return")
