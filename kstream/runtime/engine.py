@@ -28,7 +28,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from kstream.config import AT_MOST_ONCE, ERROR_DEAD_LETTER, AppConfig
+from kstream.config import AT_MOST_ONCE, AppConfig
 from kstream.errors import (
     AbortableError,
     FatalError,
@@ -36,10 +36,9 @@ from kstream.errors import (
     ProducerFencedError,
     RecordError,
     TaskMigratedError,
-    dead_letter_headers,
     kafka_failure,
 )
-from kstream.runtime import topics
+from kstream.runtime import bad_records, topics
 from kstream.runtime.client_config import consumer_config, producer_config
 from kstream.runtime.clients import KafkaClients
 from kstream.runtime.collector import KafkaRecordCollector
@@ -268,19 +267,15 @@ class Engine:
 
     # -- bad records ---------------------------------------------------------------------------
     def _on_record_error(self, err: RecordError, msgs: list[Message], index: int) -> None:
-        self.stats.errors += 1
-        msg = msgs[index]
-        if self.config.error_policy == ERROR_DEAD_LETTER:
-            log.warning("event=dead_letter topic=%s partition=%s offset=%s stage=%s error=%r",
-                        err.topic, err.partition, err.offset, err.stage, str(err.cause))
-            assert self.collector is not None
-            self.collector.send(self.config.dlq_topic, msg.key(), msg.value(),
-                                msg.timestamp()[1], dead_letter_headers(err, msg.headers()))
-            self.stats.dead_lettered += 1
+        # The policy (dead-letter, or which way to stop) is shared with the TopologyTestDriver.
+        assert self.collector is not None
+        action = bad_records.handle_bad_record(
+            err, msgs[index], error_policy=self.config.error_policy,
+            guarantee=self.config.processing_guarantee, dlq_topic=self.config.dlq_topic,
+            collector=self.collector, stats=self.stats, log=log)
+        if action is bad_records.BadRecordAction.DEAD_LETTERED:
             return
-        log.error("event=record_error policy=fail topic=%s partition=%s offset=%s stage=%s "
-                  "error=%r", err.topic, err.partition, err.offset, err.stage, str(err.cause))
-        if self.config.processing_guarantee != AT_MOST_ONCE:
+        if action is bad_records.BadRecordAction.REPLAY_THEN_STOP:
             # Effects of earlier records share the uncommitted state (and, under exactly-once,
             # the open transaction) with whatever the failed record did before it raised:
             # abort, replay up to the failed record, commit, then stop.

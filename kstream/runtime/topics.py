@@ -37,7 +37,7 @@ def ensure_topics(topology: Topology, config: AppConfig) -> dict[str, int]:
         create(admin, {t: (config.topic_partitions, {}) for t in missing_user})
     counts = {t: len(md.partitions) for t, md in existing.items()}
     counts.update({t: config.topic_partitions for t in missing_user})
-    wanted = _internal_partitions(topology, counts)
+    wanted = internal_partitions(topology, counts)
     to_create: dict[str, tuple[int, dict[str, str]]] = {}
     for name, partitions in wanted.items():
         if name not in existing:
@@ -53,11 +53,11 @@ def ensure_topics(topology: Topology, config: AppConfig) -> dict[str, int]:
     if to_create:
         create(admin, to_create)
     counts.update({t: spec[0] for t, spec in to_create.items()})
-    _check_copartitioning(topology, counts)
+    check_copartitioning(topology, counts)
     return counts
 
 
-def _internal_partitions(topology: Topology, counts: dict[str, int]) -> dict[str, int]:
+def internal_partitions(topology: Topology, counts: dict[str, int]) -> dict[str, int]:
     subs = topology.subtopologies()
     writer: dict[str, int] = {}
     for sub in subs:
@@ -95,7 +95,7 @@ def _internal_partitions(topology: Topology, counts: dict[str, int]) -> dict[str
     return result
 
 
-def _check_copartitioning(topology: Topology, counts: dict[str, int]) -> None:
+def check_copartitioning(topology: Topology, counts: dict[str, int]) -> None:
     for sub in topology.subtopologies():
         if not sub.stores or len(sub.source_topics) < 2:
             continue

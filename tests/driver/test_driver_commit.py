@@ -59,9 +59,13 @@ class BufferedStore:
 
 class BufferedStoreBuilder:
     name = "counts"
+    logging = True  # declares its changelog, so it is an internal topic sized like the input
 
     def changelog_topic(self, application_id: str) -> str:
         return f"{application_id}-{self.name}-changelog"
+
+    def changelog_topic_config(self) -> dict[str, str]:
+        return {"cleanup.policy": "compact"}
 
     def build(self, directory: Path, partition: int, changelog: str) -> BufferedStore:
         return BufferedStore(directory, partition, changelog)
@@ -84,8 +88,11 @@ def _topology() -> Topology:
     return t
 
 
-def test_commit_after_every_record_by_default() -> None:
-    with TopologyTestDriver(_topology(), "app") as driver:
+@pytest.mark.parametrize("guarantee", ["exactly_once", "at_least_once", "at_most_once"])
+def test_commit_after_every_record_by_default(guarantee: str) -> None:
+    # Every guarantee's committer (kstream.runtime.commit) sends the changelog and learns its
+    # offsets (delivery reports) before it applies the writes locally.
+    with TopologyTestDriver(_topology(), "app", processing_guarantee=guarantee) as driver:
         src = driver.input_topic("in")
         store = driver.get_store("counts")
         src.pipe(b"a", b"")

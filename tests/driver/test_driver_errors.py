@@ -36,7 +36,7 @@ def test_fail_policy_raises_deserialize_error_naming_the_record() -> None:
         assert out.read_values_to_list() == [{"n": 2}, {"n": 4}]
 
 
-def test_fail_policy_raises_process_error() -> None:
+def test_fail_policy_raises_process_error_and_stops_like_the_engine() -> None:
     with TopologyTestDriver(_builder()) as driver:
         src = driver.input_topic("in", "string", "json")
         src.pipe("a", {"n": 1})
@@ -44,9 +44,15 @@ def test_fail_policy_raises_process_error() -> None:
             src.pipe("b", {"boom": True})
         assert (info.value.stage, info.value.offset) == ("process", 1)
         assert isinstance(info.value.cause, ZeroDivisionError)
-        src.pipe("c", {"n": 3})  # the driver stays usable after a failure
+        assert driver.stopped is info.value
+        assert driver.committed_offsets("in") == {0: 1}  # right at the bad record
+        # The engine stops at a bad record under "fail"; so does the driver.
+        with pytest.raises(RuntimeError, match=r"stopped after a failed record at in\[0\]@1"):
+            src.pipe("c", {"n": 3})
+        with pytest.raises(RuntimeError, match="stopped"):
+            driver.advance_wall_clock(10)
         assert driver.output_topic("out", "string", "json").read_key_values_to_list() == [
-            ("a", {"n": 2}), ("c", {"n": 6})]
+            ("a", {"n": 2})]
 
 
 def test_error_at_offset_zero_names_offset_zero() -> None:
