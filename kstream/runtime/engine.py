@@ -23,7 +23,6 @@ from confluent_kafka import (
     Consumer,
     KafkaError,
     KafkaException,
-    Message,
     Producer,
     TopicPartition,
 )
@@ -48,6 +47,7 @@ from kstream.runtime.kafka_errors import ErrorClass, classify
 from kstream.runtime.lifecycle import EngineLifecycle, EngineState
 from kstream.runtime.outage import OutageWaiter, StopRequested
 from kstream.runtime.stats import EngineStats
+from kstream.runtime.task import Message as TaskMessage
 from kstream.runtime.task import Task, build_task
 from kstream.runtime.watchdog import Watchdog
 from kstream.state import restore_stores
@@ -76,7 +76,7 @@ class Engine:
         self.subtopologies = topology.subtopologies()
         self._sub_of_topic = {t: s for s in self.subtopologies for t in s.source_topics}
         self.tasks: dict[tuple[int, int], Task] = {}
-        self._handlers: dict[str, dict[int, Callable[[Message], None]]] = {}
+        self._handlers: dict[str, dict[int, Callable[[TaskMessage], None]]] = {}
         self._assignment: list[TopicPartition] = []
         self._stop = False
         self.life = EngineLifecycle()
@@ -85,6 +85,7 @@ class Engine:
         self._deferred: KStreamError | None = None  # from a rebalance callback
         self._missing_since: dict[str, float] = {}
         self._last_client_log = 0.0
+        self._producer_saw_outage = False  # see _renew_producer_after_outage
         self.outage = OutageWaiter(lambda: self._stop, self._set_waiting)
         self.watchdog = Watchdog(config.watchdog_timeout_ms / 1000,
                                  config.shutdown_timeout_ms / 1000, self.request_stop)
@@ -185,8 +186,13 @@ class Engine:
         assert self.consumer is not None and self.committer is not None
         cfg = self.config
         self.watchdog.beat("consume")
-        msgs = self.consumer.consume(cfg.batch_size, cfg.poll_timeout_ms / 1000)
+        # confluent-kafka's stubs type headers as dict | list of str | bytes | None; a consumer
+        # only ever delivers a list of (str, bytes) or None, as TaskMessage says.
+        msgs: list[TaskMessage] = self.consumer.consume(  # type: ignore[assignment]
+            cfg.batch_size, cfg.poll_timeout_ms / 1000)
         self._raise_deferred()
+        if self._producer_saw_outage and not self.committer.in_transaction:
+            self._renew_producer_after_outage()
         if msgs:
             self.watchdog.beat("process")
             self.committer.before_batch(
@@ -216,7 +222,7 @@ class Engine:
                 self._commit()
             self._next_commit = time.monotonic() + cfg.effective_commit_interval_ms / 1000
 
-    def _process_run(self, msgs: list[Message], start: int) -> int:
+    def _process_run(self, msgs: list[TaskMessage], start: int) -> int:
         """Process msgs[start:]; return where to continue after a handled bad record."""
         if self.life.replaying:
             return self._process_until_failure(msgs, start)
@@ -242,7 +248,7 @@ class Engine:
             return i + 1
         return len(msgs)
 
-    def _process_until_failure(self, msgs: list[Message], start: int) -> int:
+    def _process_until_failure(self, msgs: list[TaskMessage], start: int) -> int:
         """Replay after an abort, stopping exactly at the record that failed before."""
         for i in range(start, len(msgs)):
             msg = msgs[i]
@@ -266,7 +272,7 @@ class Engine:
         return len(msgs)
 
     # -- bad records ---------------------------------------------------------------------------
-    def _on_record_error(self, err: RecordError, msgs: list[Message], index: int) -> None:
+    def _on_record_error(self, err: RecordError, msgs: list[TaskMessage], index: int) -> None:
         # The policy (dead-letter, or which way to stop) is shared with the TopologyTestDriver.
         assert self.collector is not None
         action = bad_records.handle_bad_record(
@@ -287,8 +293,8 @@ class Engine:
         self._commit(overrides=_first_offsets(msgs[index:]))
         raise err
 
-    def _consumer_error(self, msg: Message) -> None:
-        err: KafkaError = msg.error()  # type: ignore[assignment]
+    def _consumer_error(self, msg: TaskMessage) -> None:
+        err: KafkaError = msg.error()
         if err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
             self._check_topic_gone(msg.topic() or "", err)
             return
@@ -454,6 +460,18 @@ class Engine:
                 raise
 
         self.outage.run(start, "init_transactions")
+        self._producer_saw_outage = False  # this producer met Kafka after any outage
+
+    def _renew_producer_after_outage(self) -> None:
+        """A transactional producer that lived through "all brokers down" can keep its
+        transaction-coordinator request queued on a dead connection after the broker is back
+        (seen: send_offsets_to_transaction timing out again and again for 30 s and more).
+        Between transactions a new producer costs one init_transactions, so take one."""
+        self._producer_saw_outage = False
+        if not self.config.exactly_once:
+            return
+        log.info("event=renew_producer reason=all_brokers_down")
+        self._replace_producer()
 
     def _discard_producer(self) -> None:
         old = self.producer
@@ -642,7 +660,12 @@ class Engine:
             assert self.identity is not None
             tid = self.identity.transactional_id(cfg.application_id)
         logs = any(builder.logging for builder in self.topology.stores.values())
-        return producer_config(cfg, tid, logs, self._on_delivery, self._on_client_error)
+        return producer_config(cfg, tid, logs, self._on_delivery, self._on_producer_error)
+
+    def _on_producer_error(self, err: KafkaError) -> None:
+        if err.code() == KafkaError._ALL_BROKERS_DOWN:
+            self._producer_saw_outage = True
+        self._on_client_error(err)
 
     def _on_delivery(self, err: KafkaError | None, msg: Any) -> None:
         if self.collector is not None:
@@ -666,7 +689,7 @@ class _RestartBatch(Exception):
     """Internal: the batch's remaining records were discarded by a rewind."""
 
 
-def _first_offsets(msgs: list[Message]) -> dict[tuple[str, int], int]:
+def _first_offsets(msgs: list[TaskMessage]) -> dict[tuple[str, int], int]:
     """Per partition, the offset of the first record not processed (the commit position)."""
     first: dict[tuple[str, int], int] = {}
     for msg in msgs:
