@@ -19,6 +19,7 @@ from kstream.record import Record
 from kstream.topology import Topology, TopologyError
 from kstream.windows import (
     HoppingWindows,
+    JoinWindows,
     SessionWindows,
     SlidingWindows,
     TumblingWindows,
@@ -32,5 +33,5 @@ __all__ = [
     "App", "AppConfig", "BranchedStream", "ConfigError", "KStreamError", "MissingTopicsError",
     "Processor", "ProcessorContext", "PunctuationType", "Record", "RecordError", "Stream",
     "StreamBuilder", "Topology", "TopologyError", "TumblingWindows", "HoppingWindows",
-    "SlidingWindows", "SessionWindows", "field_timestamp",
+    "SlidingWindows", "SessionWindows", "JoinWindows", "field_timestamp",
 ]

@@ -35,6 +35,7 @@ class InternalTopic:
     name: str  # may contain APP_ID until bound
     kind: str  # "repartition" or "changelog"
     config: dict[str, str] = field(default_factory=dict)
+    partitions: int | None = None  # explicit size (Stream.repartition); None: sized from inputs
 
 
 
@@ -159,11 +160,15 @@ class Topology:
         return self
 
     def add_internal_topic(self, name: str, kind: str,
-                           config: dict[str, str] | None = None) -> str:
+                           config: dict[str, str] | None = None,
+                           partitions: int | None = None) -> str:
         if name in self.internal_topics:
             raise TopologyError(f"internal topic {name!r} already exists: operator names must "
                                 "be unique")
-        self.internal_topics[name] = InternalTopic(name, kind, dict(config or {}))
+        if partitions is not None and partitions <= 0:
+            raise TopologyError(f"internal topic {name!r}: partitions must be positive, "
+                                f"got {partitions}")
+        self.internal_topics[name] = InternalTopic(name, kind, dict(config or {}), partitions)
         return name
 
     def bind(self, application_id: str) -> Topology:
@@ -183,7 +188,8 @@ class Topology:
             elif isinstance(node, SinkNode) and isinstance(node.topic, str):
                 node.topic = real(node.topic)
         self._topic_to_source = {real(t): n for t, n in self._topic_to_source.items()}
-        self.internal_topics = {real(t): InternalTopic(real(t), spec.kind, spec.config)
+        self.internal_topics = {real(t): InternalTopic(real(t), spec.kind, spec.config,
+                                                       spec.partitions)
                                 for t, spec in self.internal_topics.items()}
         for builder in self.stores.values():
             if getattr(builder, "logging", False):

@@ -23,7 +23,7 @@ from typing import Any
 from kstream.record import Record
 
 __all__ = ["TumblingWindows", "HoppingWindows", "SlidingWindows", "SessionWindows",
-           "field_timestamp", "to_millis", "Windows"]
+           "JoinWindows", "field_timestamp", "to_millis", "Windows"]
 
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 
@@ -148,6 +148,39 @@ class SessionWindows:
     @property
     def retention(self) -> int:
         return self.inactivity_gap + self.grace + 1
+
+
+@dataclass(frozen=True, init=False)
+class JoinWindows:
+    """Which records of two streams join: a left record at t meets right records of the same
+    key with times in [t - before, t + after] (as Kafka Streams' JoinWindows).
+
+    `grace` bounds how far behind stream time a record may arrive: a record older than stream
+    time - grace is late (dropped and counted, never joined). An unmatched record of a
+    left/outer join is emitted once no record that could match it can still arrive: when
+    stream time passes t + after + grace (left records) or t + before + grace (right records).
+    Both sides are buffered for before + after + grace of stream time.
+    """
+
+    before: int
+    after: int
+    grace: int
+
+    def __init__(self, before: int | _dt.timedelta, after: int | _dt.timedelta,
+                 grace: int | _dt.timedelta = 0) -> None:
+        object.__setattr__(self, "before", to_millis(before, "before"))
+        object.__setattr__(self, "after", to_millis(after, "after"))
+        object.__setattr__(self, "grace", to_millis(grace, "grace"))
+
+    @classmethod
+    def of(cls, time_difference: int | _dt.timedelta,
+           grace: int | _dt.timedelta = 0) -> JoinWindows:
+        """Symmetric windows: records at most `time_difference` apart join."""
+        return cls(time_difference, time_difference, grace)
+
+    @property
+    def retention(self) -> int:
+        return max(self.before + self.after + self.grace, 1)
 
 
 Windows = TumblingWindows | HoppingWindows | SlidingWindows | SessionWindows

@@ -1,6 +1,9 @@
 """The fluent DSL."""
 
-from kstream.dsl.grouped import GroupedStream, Table
+from kstream.dsl.cogroup import CogroupedStream
+from kstream.dsl.grouped import GroupedStream
 from kstream.dsl.stream import BranchedStream, Stream, StreamBuilder
+from kstream.dsl.table import GroupedTable, Table
 
-__all__ = ["BranchedStream", "GroupedStream", "Stream", "StreamBuilder", "Table"]
+__all__ = ["BranchedStream", "CogroupedStream", "GroupedStream", "GroupedTable", "Stream",
+           "StreamBuilder", "Table"]

@@ -1,4 +1,5 @@
-"""The DSL's stateful operators as processors: aggregations, table sources, table views, joins.
+"""The DSL's stream aggregation and stream-table join processors, and the plain-value views
+of windowed tables. (Table operators on Change records are in _table_ops.)
 
 Records with a null key (and, for aggregations, a null value) are skipped, as in Kafka
 Streams: they have no group to belong to.
@@ -9,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from kstream.dsl._change import Change
 from kstream.dsl._ops import _Operator
+from kstream.dsl._table_ops import ValueGetter
 from kstream.processor import Processor, ProcessorContext
 from kstream.record import Record
 
@@ -18,10 +21,12 @@ Adder = Callable[[Any, Any, Any], Any]  # (key, value, aggregate) -> aggregate
 
 
 class AggregateOp(Processor):
-    """Folds each record into its key's aggregate in a store and emits the new aggregate.
+    """Folds each record into its key's aggregate in a store and forwards
+    Change(previous aggregate, new aggregate) (its result is a table).
 
     With `emit_on_commit`, updates are coalesced per key and emitted when the task commits
-    (a record cache): fewer, later updates, the same final values.
+    (a record cache): fewer, later updates, the same final values; a coalesced change keeps
+    the aggregate from before its first update as `old`.
     """
 
     def __init__(self, store_name: str, initializer: Initializer, adder: Adder,
@@ -42,15 +47,17 @@ class AggregateOp(Processor):
         key, value = record.key, record.value
         if key is None or value is None:
             return
-        aggregate = self._get(key)
+        old = aggregate = self._get(key)
         if aggregate is None:
             aggregate = self._initializer()
         aggregate = self._adder(key, value, aggregate)
         self._put(key, aggregate)
-        record.value = aggregate
         if self._emit_on_commit:
+            earlier = self._pending.get(key)
+            record.value = Change(old if earlier is None else earlier.value.old, aggregate)
             self._pending[key] = record
         else:
+            record.value = Change(old, aggregate)
             self._down(record)
 
     def flush_cache(self) -> None:
@@ -63,32 +70,9 @@ class AggregateOp(Processor):
         self._pending.clear()
 
 
-class _StoreOperator(Processor):
-    """An operator that reads or writes one named store and forwards downstream."""
-
-    _store_name: str
-
-    def init(self, context: ProcessorContext) -> None:
-        self.context = context
-        self._store = context.get_store(self._store_name)
-        self._down = context._downstream
-
-
-class TableSourceOp(_StoreOperator):
-    """Materializes a topic as a table (latest value per key; None deletes) and emits changes."""
-
-    def __init__(self, store_name: str) -> None:
-        self._store_name = store_name
-
-    def process(self, record: Record) -> None:
-        if record.key is None:
-            return
-        self._store.put(record.key, record.value)
-        self._down(record)
-
-
-class TableFilterOp(_Operator):
-    """A filtered view: a change that no longer matches becomes a delete (tombstone)."""
+class PlainTableFilterOp(_Operator):
+    """A filtered view of a windowed table (plain values): a value that does not match
+    becomes a delete (tombstone)."""
 
     def __init__(self, predicate: Callable[[Any, Any], bool], keep_when: bool) -> None:
         self._predicate = predicate
@@ -101,7 +85,9 @@ class TableFilterOp(_Operator):
         self._down(record)
 
 
-class TableMapValuesOp(_Operator):
+class PlainTableMapValuesOp(_Operator):
+    """`mapper(value)` on a windowed table's plain values (deletes stay deletes)."""
+
     def __init__(self, mapper: Callable[[Any], Any]) -> None:
         self._mapper = mapper
 
@@ -111,18 +97,24 @@ class TableMapValuesOp(_Operator):
         self._down(record)
 
 
-class StreamTableJoinOp(_StoreOperator):
+class StreamTableJoinOp(Processor):
     """Joins each stream record with the table's current value for its key (a lookup)."""
 
-    def __init__(self, store_name: str, joiner: Callable[[Any, Any], Any], left: bool) -> None:
-        self._store_name = store_name
+    def __init__(self, table: ValueGetter, joiner: Callable[[Any, Any], Any],
+                 left: bool) -> None:
+        self._table = table
         self._joiner = joiner
         self._left = left
+
+    def init(self, context: ProcessorContext) -> None:
+        self.context = context
+        self._get = self._table.build(context)
+        self._down = context._downstream
 
     def process(self, record: Record) -> None:
         if record.key is None:
             return
-        other = self._store.get(record.key)
+        other = self._get(record.key)
         if other is None and not self._left:
             return
         record.value = self._joiner(record.value, other)

@@ -1,4 +1,4 @@
-"""Grouped streams and tables: aggregations with named, changelog-backed stores."""
+"""Grouped streams: aggregations with named, changelog-backed stores."""
 
 from __future__ import annotations
 
@@ -6,12 +6,16 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from kstream.dsl import _stateful
+from kstream.dsl._repartition import repartition
+from kstream.dsl.table import Table
 from kstream.state import kv_store
-from kstream.topology import APP_ID, TopologyError
 from serdes import JsonSerde, Serde, resolve
 
 if TYPE_CHECKING:
-    from kstream.dsl.stream import Stream, StreamBuilder
+    from kstream.dsl.cogroup import CogroupedStream
+    from kstream.dsl.stream import Stream
+
+__all__ = ["GroupedStream", "Table"]
 
 
 class GroupedStream:
@@ -35,8 +39,19 @@ class GroupedStream:
 
         return windowed_grouped_stream(self, windows)
 
+    def cogroup(self, aggregator: Callable[[Any, Any, Any], Any]) -> CogroupedStream:
+        """Start a cogroup: several grouped streams folded into one aggregate and one store.
+
+        `aggregator(key, value, aggregate) -> aggregate` for this stream's records; add more
+        streams with `.cogroup(other_grouped, other_aggregator)`, then `.aggregate(...)`.
+        """
+        from kstream.dsl.cogroup import CogroupedStream
+
+        return CogroupedStream([(self, aggregator)])
+
     def count(self, name: str, *, backend: str = "rocksdb",
               emit_on_commit: bool = False) -> Table:
+        """The number of records per key (table `name`)."""
         return self.aggregate(lambda: 0, lambda _k, _v, agg: agg + 1, name,
                               value_serde="int64", backend=backend,
                               emit_on_commit=emit_on_commit)
@@ -74,62 +89,13 @@ class GroupedStream:
     def key_serde_or_default(self) -> Serde:
         return self._key_serde or self._stream.key_serde or JsonSerde()
 
-    def source_stream(self, name: str) -> Stream:
-        """The stream to aggregate: this one, or a repartitioned copy keyed by the new key."""
-        from kstream.dsl.stream import Stream
+    def value_serde_or_default(self) -> Serde:
+        return self._value_serde or self._stream.value_serde or JsonSerde()
 
-        stream = self._stream
+    def source_stream(self, name: str, key_serde: Serde | None = None) -> Stream:
+        """The stream to aggregate: this one, or a repartitioned copy keyed by the new key
+        (through `<application_id>-<name>-repartition`)."""
         if not self._repartition:
-            return stream
-        builder = stream._builder
-        topic = builder.topology.add_internal_topic(f"{APP_ID}-{name}-repartition", "repartition")
-        key_serde = self.key_serde_or_default()
-        value_serde = self._value_serde or stream.value_serde or JsonSerde()
-        stream.to(topic, key_serde=key_serde, value_serde=value_serde,
-                  name=f"{name}-repartition-sink")
-        source = f"{name}-repartition-source"
-        builder.topology.add_source(source, topic, key_serde, value_serde)
-        return Stream(builder, source, key_serde, value_serde)
-
-
-class Table:
-    """A changelog view: the latest value per key. Changes flow on as a stream of updates."""
-
-    def __init__(self, builder: StreamBuilder, node: str, key_serde: Serde | None,
-                 value_serde: Serde | None, store_name: str | None) -> None:
-        self._builder = builder
-        self.node = node
-        self.key_serde = key_serde
-        self.value_serde = value_serde
-        self.store_name = store_name
-
-    def to_stream(self, name: str | None = None) -> Stream:
-        from kstream.dsl import _ops
-        from kstream.dsl.stream import Stream
-
-        node = self._builder._name(name, "TOSTREAM")
-        self._builder.topology.add_processor(node, _ops.PassThroughOp, self.node)
-        return Stream(self._builder, node, self.key_serde, self.value_serde)
-
-    def filter(self, predicate: Callable[[Any, Any], bool], name: str | None = None) -> Table:
-        return self._view("FILTER", lambda: _stateful.TableFilterOp(predicate, True), name,
-                          self.value_serde)
-
-    def filter_not(self, predicate: Callable[[Any, Any], bool], name: str | None = None) -> Table:
-        return self._view("FILTER", lambda: _stateful.TableFilterOp(predicate, False), name,
-                          self.value_serde)
-
-    def map_values(self, mapper: Callable[[Any], Any], name: str | None = None) -> Table:
-        return self._view("MAPVALUES", lambda: _stateful.TableMapValuesOp(mapper), name, None)
-
-    def _view(self, kind: str, supplier: Callable[[], Any], name: str | None,
-              value_serde: Serde | None) -> Table:
-        node = self._builder._name(name, f"KTABLE-{kind}")
-        self._builder.topology.add_processor(node, supplier, self.node)
-        return Table(self._builder, node, self.key_serde, value_serde, store_name=None)
-
-    def require_store(self, operation: str) -> str:
-        if self.store_name is None:
-            raise TopologyError(f"{operation} needs a materialized table: use a table from "
-                                "builder.table(...) or an aggregation result")
-        return self.store_name
+            return self._stream
+        return repartition(self._stream, name, key_serde or self.key_serde_or_default(),
+                           self.value_serde_or_default())

@@ -7,10 +7,15 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from kstream.dsl import _ops
-from kstream.dsl.grouped import GroupedStream, Table
+from kstream.dsl._repartition import repartition
+from kstream.dsl.grouped import GroupedStream
+from kstream.dsl.table import Table
 from kstream.processor import Processor
 from kstream.topology import Partitioner, TimestampExtractor, TopicChooser, Topology, TopologyError
-from serdes import Serde, resolve
+from kstream.windows import JoinWindows
+from serdes import JsonSerde, Serde, resolve
+
+Joiner = Callable[[Any, Any], Any]
 
 
 class StreamBuilder:
@@ -39,7 +44,7 @@ class StreamBuilder:
 
         Materialized in the store `name`; its changelog is the store's own changelog topic.
         """
-        from kstream.dsl import _stateful
+        from kstream.dsl import _table_ops
         from kstream.state import kv_store
 
         source = self._name(f"{name}-source", "SOURCE")
@@ -47,7 +52,7 @@ class StreamBuilder:
         src = self.topology.nodes[source]
         store = kv_store(name, key_serde=src.key_serde, value_serde=src.value_serde,  # type: ignore[union-attr]
                          backend=backend)  # type: ignore[arg-type]
-        self.topology.add_processor(name, lambda: _stateful.TableSourceOp(name), source)
+        self.topology.add_processor(name, lambda: _table_ops.TableSourceOp(name), source)
         self.topology.add_store(store, name)
         return Table(self, name, src.key_serde, src.value_serde, store_name=name)  # type: ignore[union-attr]
 
@@ -144,28 +149,73 @@ class Stream:
         rekeyed = self.select_key(selector, name=name)
         return GroupedStream(rekeyed, _maybe(key_serde), _maybe(value_serde), True)
 
-    def join(self, table: Table, joiner: Callable[[Any, Any], Any],
-             name: str | None = None) -> Stream:
-        """Inner stream-table join: each record meets the table's current value for its key."""
-        return self._table_join(table, joiner, False, name)
+    def repartition(self, name: str, partitions: int | None = None, key_serde: Any = None,
+                    value_serde: Any = None) -> Stream:
+        """Write the stream to `<application_id>-<name>-repartition` and read it back, so
+        records are partitioned by their current key (e.g. before a join after a key change,
+        or to give a join input as many partitions as the other side: `partitions=N`).
 
-    def left_join(self, table: Table, joiner: Callable[[Any, Any], Any],
-                  name: str | None = None) -> Stream:
-        """Like join, but records without a table value are joined with None."""
-        return self._table_join(table, joiner, True, name)
+        `partitions` None: as many as the inputs feeding it (or the join it feeds). Serdes
+        default to what the stream is known to carry, else JSON.
+        """
+        return repartition(self, name, _serde(key_serde, self.key_serde),
+                           _serde(value_serde, self.value_serde), partitions)
 
-    def _table_join(self, table: Table, joiner: Callable[[Any, Any], Any], left: bool,
-                    name: str | None) -> Stream:
-        from kstream.dsl import _stateful
+    # -- joins ---------------------------------------------------------------------------------
+    def join(self, other: Table | Stream, joiner: Joiner, windows: JoinWindows | None = None,
+             name: str | None = None, *, key_serde: Any = None, value_serde: Any = None,
+             other_value_serde: Any = None, late: str = "drop",
+             backend: str = "rocksdb") -> Stream:
+        """Inner join: `joiner(value, other_value) -> value`.
 
-        store = table.require_store("join")
-        if self.key_changed:
-            raise TopologyError("join after a key change needs the stream repartitioned by the "
-                                "new key: write it to a topic and read it back (or group it)")
-        stream = self._then("JOIN", lambda: _stateful.StreamTableJoinOp(store, joiner, left),
-                            name, True, False)
-        self._builder.topology.connect_store(store, stream.node)
-        return stream
+        With a Table: each record meets the table's current value for its key (records
+        without one are dropped). With a Stream: records of the same key whose times are
+        within `windows` (JoinWindows) meet, each pair once, stamped with the later time;
+        `name` (required) names the buffering stores, `late` is "drop" or "dead_letter" for
+        records older than stream time - grace, serdes default to the streams' own (else
+        JSON). See kstream.dsl._join_ops for the exact semantics.
+        """
+        return self._join(other, joiner, windows, name, False, False, key_serde, value_serde,
+                          other_value_serde, late, backend)
+
+    def left_join(self, other: Table | Stream, joiner: Joiner,
+                  windows: JoinWindows | None = None, name: str | None = None, *,
+                  key_serde: Any = None, value_serde: Any = None, other_value_serde: Any = None,
+                  late: str = "drop", backend: str = "rocksdb") -> Stream:
+        """Like join, but every record of this stream appears: `joiner(value, None)` when no
+        table value exists or, for a stream, once its window closed without a partner."""
+        return self._join(other, joiner, windows, name, True, False, key_serde, value_serde,
+                          other_value_serde, late, backend)
+
+    def outer_join(self, other: Stream, joiner: Joiner, windows: JoinWindows,
+                   name: str | None = None, *, key_serde: Any = None, value_serde: Any = None,
+                   other_value_serde: Any = None, late: str = "drop",
+                   backend: str = "rocksdb") -> Stream:
+        """Windowed stream-stream join where every record of both streams appears:
+        `joiner(value, None)` / `joiner(None, other_value)` once its window closed without a
+        partner."""
+        if not isinstance(other, Stream):
+            raise TopologyError("outer_join joins two streams (a stream-table outer join "
+                                "does not exist: use left_join)")
+        return self._join(other, joiner, windows, name, True, True, key_serde, value_serde,
+                          other_value_serde, late, backend)
+
+    def _join(self, other: Table | Stream, joiner: Joiner, windows: JoinWindows | None,
+              name: str | None, keep_left: bool, keep_right: bool, key_serde: Any,
+              value_serde: Any, other_value_serde: Any, late: str, backend: str) -> Stream:
+        from kstream.dsl import joins
+
+        if isinstance(other, Table):
+            if windows is not None:
+                raise TopologyError("a stream-table join has no windows: it looks up the "
+                                    "table's current value")
+            return joins.stream_table_join(self, other, joiner, keep_left, name)
+        if windows is None:
+            raise TopologyError("a stream-stream join needs windows=JoinWindows(...)")
+        return joins.stream_stream_join(
+            self, other, joiner, windows, keep_left, keep_right, name, key_serde=key_serde,
+            value_serde=value_serde, other_value_serde=other_value_serde, late=late,
+            backend=backend)
 
     def to(self, topic: str | TopicChooser, key_serde: Any = None, value_serde: Any = None,
            partitioner: Partitioner | None = None, name: str | None = None) -> None:
@@ -220,6 +270,12 @@ class BranchedStream:
 
 def _maybe(serde: Any) -> Serde | None:
     return None if serde is None else resolve(serde)
+
+
+def _serde(given: Any, known: Serde | None) -> Serde:
+    if given is not None:
+        return resolve(given)
+    return known if known is not None else JsonSerde()
 
 
 def _branch_node(split_node: str, branch: str) -> str:

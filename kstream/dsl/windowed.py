@@ -17,7 +17,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from kstream.dsl import _windowed_ops as ops
-from kstream.dsl.grouped import Table
+from kstream.dsl.table import Table
 from kstream.state import kv_store
 from kstream.state.session_store import session_store
 from kstream.state.window_store import TimestampedSerde, window_store
@@ -142,7 +142,8 @@ class WindowedGroupedStream:
             topology.add_store(index, node)
         if dead_letter:
             topology.dlq_required = True
-        return Table(builder, node, WindowedSerde(key_serde), agg_serde, store_name=None)
+        return Table(builder, node, WindowedSerde(key_serde), agg_serde, store_name=None,
+                     changes=False)
 
 
 def _count_adder(_key: Any, _value: Any, agg: int) -> int:

@@ -11,7 +11,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from kstream.config import ERROR_DEAD_LETTER, AppConfig
 from kstream.errors import MissingTopicsError
-from kstream.topology import SinkNode, Topology
+from kstream.topology import SinkNode, SubTopology, Topology
 
 log = logging.getLogger("kstream.topics")
 
@@ -58,52 +58,93 @@ def ensure_topics(topology: Topology, config: AppConfig) -> dict[str, int]:
 
 
 def internal_partitions(topology: Topology, counts: dict[str, int]) -> dict[str, int]:
+    """The partition count of every internal topic.
+
+    A repartition topic has its explicit size (`Stream.repartition(partitions=N)`), else the
+    size of the inputs of the sub-topology writing it. When it is read by a sub-topology whose
+    inputs must be co-partitioned (a join, a cogroup), it takes the size of that group instead,
+    as Kafka Streams does: the largest fixed size (user topics, explicit sizes) or, if none,
+    the largest of the group's repartition topics. Changelogs follow their store's task count.
+    """
     subs = topology.subtopologies()
+    internal = topology.internal_topics
     writer: dict[str, int] = {}
     for sub in subs:
         for name in sub.nodes:
             node = topology.nodes[name]
-            if isinstance(node, SinkNode) and node.topic in topology.internal_topics:
-                writer[node.topic] = sub.index  # type: ignore[index]
+            if isinstance(node, SinkNode) and node.topic in internal:
+                writer[node.topic] = sub.index
+    reader = {topic: sub.index for sub in subs for topic in sub.source_topics}
     store_sub = {st: sub.index for sub in subs for st in sub.stores}
-    resolved: dict[int, int] = {}
+    resolved_subs: dict[int, int] = {}
+    resolved_topics: dict[str, int] = {}
 
-    def sub_partitions(index: int, seen: frozenset[int] = frozenset()) -> int:
-        if index in resolved:
-            return resolved[index]
-        if index in seen:
+    def sub_partitions(index: int, seen: frozenset[str]) -> int:
+        if index not in resolved_subs:
+            sizes = [size for topic in subs[index].source_topics
+                     if (size := topic_partitions(topic, seen)) is not None]
+            resolved_subs[index] = max(sizes) if sizes else 1
+        return resolved_subs[index]
+
+    def natural(topic: str, seen: frozenset[str]) -> int:
+        """A repartition topic's own size: explicit, else its writer's."""
+        if topic in seen:
             raise MissingTopicsError("repartition topics form a cycle")
-        sizes = []
-        for topic in subs[index].source_topics:
-            if topic in topology.internal_topics:
-                sizes.append(sub_partitions(writer[topic], seen | {index}))
-            elif topic in counts:
-                sizes.append(counts[topic])
-        resolved[index] = max(sizes) if sizes else 1
-        return resolved[index]
+        explicit = internal[topic].partitions
+        if explicit is not None:
+            return explicit
+        if topic not in writer:
+            raise MissingTopicsError(f"nothing writes repartition topic {topic}")
+        return sub_partitions(writer[topic], seen | {topic})
+
+    def topic_partitions(topic: str, seen: frozenset[str]) -> int | None:
+        if topic not in internal:
+            return counts.get(topic)
+        if topic not in resolved_topics:
+            size = natural(topic, seen)
+            sub = subs[reader[topic]] if topic in reader else None
+            if (internal[topic].partitions is None and sub is not None
+                    and must_copartition(sub)):
+                fixed = [counts[t] for t in sub.source_topics if t not in internal and t in counts]
+                fixed += [p for t in sub.source_topics if t in internal
+                          and (p := internal[t].partitions) is not None]
+                size = max(fixed) if fixed else max(
+                    natural(t, seen) for t in sub.source_topics if t in internal)
+            resolved_topics[topic] = size
+        return resolved_topics[topic]
 
     result = {}
-    for name, spec in topology.internal_topics.items():
+    for name, spec in internal.items():
         if spec.kind == "repartition":
             if name not in writer:
                 raise MissingTopicsError(f"nothing writes repartition topic {name}")
-            result[name] = sub_partitions(writer[name])
+            result[name] = topic_partitions(name, frozenset()) or 1
         else:
             store = next(b.name for b in topology.stores.values()
                          if b.changelog_topic(topology.application_id) == name)
-            result[name] = sub_partitions(store_sub[store]) if store in store_sub else 1
+            result[name] = (sub_partitions(store_sub[store], frozenset()) if store in store_sub
+                            else 1)
     return result
+
+
+def must_copartition(sub: SubTopology) -> bool:
+    """Inputs sharing a store (joins, cogroups, merged aggregations) meet key by key."""
+    return bool(sub.stores) and len(sub.source_topics) >= 2
 
 
 def check_copartitioning(topology: Topology, counts: dict[str, int]) -> None:
     for sub in topology.subtopologies():
-        if not sub.stores or len(sub.source_topics) < 2:
+        if not must_copartition(sub):
             continue
         sizes = {t: counts.get(t) for t in sub.source_topics}
         if len(set(sizes.values())) > 1:
+            want = max((n for n in sizes.values() if n is not None), default=1)
+            smaller = [t for t, n in sizes.items() if n != want]
             raise MissingTopicsError(
                 f"topics {sizes} are joined or share stores, so they must have the same number "
-                "of partitions (co-partitioning); repartition one of them")
+                f"of partitions (co-partitioning). Repartition the stream read from "
+                f"{', '.join(smaller)} before the join: "
+                f".repartition(name=\"...\", partitions={want})")
 
 
 def create(admin: AdminClient, topics: dict[str, tuple[int, dict[str, str]]],

@@ -1,0 +1,217 @@
+"""Tables: the latest value per key, views of them, joins between them, re-grouping.
+
+A Table is a node that forwards `Change(old, new)` records (kstream.dsl._change) plus a
+value getter (how other operators read its current value by key: its store, or its
+upstream store with the view's functions applied). `to_stream()` turns changes back into
+plain values: the new value, None when the key was deleted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from kstream.dsl import _ops, _stateful, _table_ops
+from kstream.dsl._change import ChangeSerde, ToStreamOp
+from kstream.dsl._repartition import repartition
+from kstream.state import kv_store
+from kstream.topology import TopologyError
+from serdes import JsonSerde, Serde, resolve
+
+if TYPE_CHECKING:
+    from kstream.dsl.stream import Stream, StreamBuilder
+    from kstream.state.builder import KeyValueStoreBuilder
+
+Joiner = Callable[[Any, Any], Any]
+
+
+class Table:
+    """A changelog view: the latest value per key. Changes flow on as a stream of updates.
+
+    `store_name` is set when the table is materialized (queryable with `driver.get_store`).
+    Windowed aggregation results have `changes=False`: their node forwards plain values and
+    they can be filtered, mapped and streamed, but not joined or re-grouped.
+    """
+
+    def __init__(self, builder: StreamBuilder, node: str, key_serde: Serde | None,
+                 value_serde: Serde | None, store_name: str | None, *, changes: bool = True,
+                 getter: _table_ops.ValueGetter | None = None) -> None:
+        self._builder = builder
+        self.node = node
+        self.key_serde = key_serde
+        self.value_serde = value_serde
+        self.store_name = store_name
+        self.changes = changes
+        if getter is None and store_name is not None and changes:
+            getter = _table_ops.StoreGetter(store_name)
+        self.getter = getter
+
+    # -- to a stream, views ----------------------------------------------------------------------
+    def to_stream(self, name: str | None = None) -> Stream:
+        """The table's updates as a stream: each key's new value, None when it was deleted."""
+        from kstream.dsl.stream import Stream
+
+        node = self._builder._name(name, "TOSTREAM")
+        self._builder.topology.add_processor(
+            node, ToStreamOp if self.changes else _ops.PassThroughOp, self.node)
+        return Stream(self._builder, node, self.key_serde, self.value_serde)
+
+    def filter(self, predicate: Callable[[Any, Any], bool], name: str | None = None) -> Table:
+        """A view holding the values for which `predicate(key, value)` is true."""
+        return self._filtered(predicate, True, name)
+
+    def filter_not(self, predicate: Callable[[Any, Any], bool], name: str | None = None) -> Table:
+        """A view holding the values for which `predicate(key, value)` is false."""
+        return self._filtered(predicate, False, name)
+
+    def _filtered(self, predicate: Callable[[Any, Any], bool], keep_when: bool,
+                  name: str | None) -> Table:
+        if not self.changes:
+            return self._view(lambda: _stateful.PlainTableFilterOp(predicate, keep_when), name,
+                              self.value_serde, None)
+        getter = (None if self.getter is None
+                  else _table_ops.FilterGetter(self.getter, predicate, keep_when))
+        return self._view(lambda: _table_ops.TableFilterOp(predicate, keep_when), name,
+                          self.value_serde, getter)
+
+    def map_values(self, mapper: Callable[[Any], Any], name: str | None = None) -> Table:
+        """A view holding `mapper(value)` for every value."""
+        if not self.changes:
+            return self._view(lambda: _stateful.PlainTableMapValuesOp(mapper), name, None, None)
+        getter = None if self.getter is None else _table_ops.MapValuesGetter(self.getter, mapper)
+        return self._view(lambda: _table_ops.TableMapValuesOp(mapper), name, None, getter)
+
+    def _view(self, supplier: Callable[[], Any], name: str | None, value_serde: Serde | None,
+              getter: _table_ops.ValueGetter | None) -> Table:
+        node = self._builder._name(name, "KTABLE-VIEW")
+        self._builder.topology.add_processor(node, supplier, self.node)
+        return Table(self._builder, node, self.key_serde, value_serde, store_name=None,
+                     changes=self.changes, getter=getter)
+
+    # -- joins -----------------------------------------------------------------------------------
+    def join(self, other: Table, joiner: Joiner, name: str | None = None, *,
+             materialized: str | KeyValueStoreBuilder | None = None,
+             value_serde: Any = None) -> Table:
+        """Inner table-table join: a key is in the result while both tables hold it, with
+        `joiner(left_value, right_value) -> value`. Updates and deletes on either side update
+        the result; `materialized` (a store name or `kv_store(...)`) stores it."""
+        from kstream.dsl.joins import table_table_join
+
+        return table_table_join(self, other, joiner, False, False, name, materialized,
+                                value_serde)
+
+    def left_join(self, other: Table, joiner: Joiner, name: str | None = None, *,
+                  materialized: str | KeyValueStoreBuilder | None = None,
+                  value_serde: Any = None) -> Table:
+        """Every key of this table, with `joiner(left_value, right_value or None)`."""
+        from kstream.dsl.joins import table_table_join
+
+        return table_table_join(self, other, joiner, True, False, name, materialized,
+                                value_serde)
+
+    def outer_join(self, other: Table, joiner: Joiner, name: str | None = None, *,
+                   materialized: str | KeyValueStoreBuilder | None = None,
+                   value_serde: Any = None) -> Table:
+        """Every key of either table: `joiner(left or None, right or None)`."""
+        from kstream.dsl.joins import table_table_join
+
+        return table_table_join(self, other, joiner, True, True, name, materialized,
+                                value_serde)
+
+    # -- re-grouping -----------------------------------------------------------------------------
+    def group_by(self, selector: Callable[[Any, Any], tuple[Any, Any]], key_serde: Any = None,
+                 value_serde: Any = None) -> GroupedTable:
+        """Re-group by `selector(key, value) -> (group key, value)` to aggregate per group.
+
+        When a key's value moves to another group, its old value is subtracted from the old
+        group and its new value added to the new one (see GroupedTable).
+        """
+        self.require_changes("group_by")
+        return GroupedTable(self, selector,
+                            None if key_serde is None else resolve(key_serde),
+                            None if value_serde is None else resolve(value_serde))
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def require_changes(self, operation: str) -> None:
+        if not self.changes:
+            raise TopologyError(f"{operation} is not supported on windowed aggregation "
+                                "results; stream them to a topic and read that as a table")
+
+    def require_getter(self, operation: str) -> _table_ops.ValueGetter:
+        self.require_changes(operation)
+        if self.getter is None:
+            raise TopologyError(f"{operation} needs a table whose values can be looked up")
+        return self.getter
+
+    def require_store(self, operation: str) -> str:
+        if self.store_name is None:
+            raise TopologyError(f"{operation} needs a materialized table: use a table from "
+                                "builder.table(...) or an aggregation result")
+        return self.store_name
+
+
+class GroupedTable:
+    """A table re-grouped by a new key, ready to aggregate (Kafka Streams' KGroupedTable).
+
+    Each change goes through `<application_id>-<name>-repartition` as a removal of the old
+    value from its group and an addition of the new value to its group (one record when the
+    group is the same), so aggregates stay exact when a key moves between groups.
+    """
+
+    def __init__(self, table: Table, selector: Callable[[Any, Any], tuple[Any, Any]],
+                 key_serde: Serde | None, value_serde: Serde | None) -> None:
+        self._table = table
+        self._selector = selector
+        self._key_serde = key_serde
+        self._value_serde = value_serde
+
+    def count(self, name: str, *, backend: str = "rocksdb") -> Table:
+        """Values per group; a group whose values all left keeps the count 0."""
+        return self.aggregate(lambda: 0, _plus_one, _minus_one, name, value_serde="int64",
+                              backend=backend)
+
+    def reduce(self, adder: Callable[[Any, Any], Any], subtractor: Callable[[Any, Any], Any],
+               name: str, *, value_serde: Any = None, backend: str = "rocksdb") -> Table:
+        """`adder(aggregate, value) -> aggregate` and `subtractor(aggregate, value) ->
+        aggregate`; a group's first value is its initial aggregate."""
+        return self._build(None, lambda _k, v, agg: adder(agg, v),
+                           lambda _k, v, agg: subtractor(agg, v), name, value_serde, backend)
+
+    def aggregate(self, initializer: Callable[[], Any], adder: Callable[[Any, Any, Any], Any],
+                  subtractor: Callable[[Any, Any, Any], Any], name: str, *,
+                  value_serde: Any = None, backend: str = "rocksdb") -> Table:
+        """`adder(key, value, aggregate) -> aggregate` for values joining a group,
+        `subtractor(key, value, aggregate) -> aggregate` for values leaving it, starting
+        from `initializer()`."""
+        return self._build(initializer, adder, subtractor, name, value_serde, backend)
+
+    def _build(self, initializer: Callable[[], Any] | None, adder: Callable[[Any, Any, Any], Any],
+               subtractor: Callable[[Any, Any, Any], Any], name: str, value_serde: Any,
+               backend: str) -> Table:
+        from kstream.dsl.stream import Stream
+
+        table, selector = self._table, self._selector
+        builder = table._builder
+        key_serde = self._key_serde or JsonSerde()
+        regroup = f"{name}-regroup"
+        builder.topology.add_processor(regroup, lambda: _table_ops.TableRegroupOp(selector),
+                                       table.node)
+        changes = repartition(Stream(builder, regroup, None, None), name, key_serde,
+                              ChangeSerde(self._value_serde or JsonSerde()))
+        agg_serde = JsonSerde() if value_serde is None else resolve(value_serde)
+        store = kv_store(name, key_serde=key_serde, value_serde=agg_serde,
+                         backend=backend)  # type: ignore[arg-type]
+        node = builder._name(name, "KTABLE-AGGREGATE")
+        builder.topology.add_processor(
+            node, lambda: _table_ops.TableAggregateOp(name, initializer, adder, subtractor),
+            changes.node)
+        builder.topology.add_store(store, node)
+        return Table(builder, node, key_serde, agg_serde, store_name=name)
+
+
+def _plus_one(_key: Any, _value: Any, count: int) -> int:
+    return count + 1
+
+
+def _minus_one(_key: Any, _value: Any, count: int) -> int:
+    return count - 1
