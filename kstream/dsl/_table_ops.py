@@ -5,8 +5,10 @@ without that table being materialized itself (a filtered or mapped view, a join 
 as Kafka Streams' KTableValueGetter does: the getter applies the view's functions to the
 value in the nearest store upstream.
 
-Invariant kept by every operator here: a change whose old and new values are both None is
-never forwarded (nothing changed for the key as far as this table is concerned).
+Invariant kept by every operator here but the source: a change whose old and new values are
+both None is never forwarded (nothing changed for the key as far as this table is concerned);
+operators receiving one ignore it. The source forwards every update it reads, a delete of an
+absent key too, so `builder.table(...).to_stream()` shows each tombstone (as Kafka Streams).
 """
 
 from __future__ import annotations
@@ -196,6 +198,8 @@ class TableJoinOp(Processor):
         if key is None:
             return
         change = record.value
+        if change.old is None and change.new is None:
+            return
         other = self._get_other(key)
         combine, store = self._combine, self._store
         if self._left:
