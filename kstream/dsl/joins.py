@@ -137,7 +137,7 @@ def table_table_join(left: Table, right: Table, joiner: Joiner, keep_left: bool,
     elif materialized is not None:
         store = materialized
     store_name = None if store is None else store.name
-    left_node, right_node = f"{node}-left", f"{node}-right"
+    left_node, right_node = f"{node}-this", f"{node}-other"
     topology.add_processor(
         left_node, lambda: _table_ops.TableJoinOp(True, right_get, combine, store_name),
         left.node)
