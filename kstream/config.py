@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,11 @@ class AppConfig:
     # below max.poll.interval.ms, 300 s by default, so the dump comes before the expulsion).
     watchdog_timeout_ms: int = 60_000
     metrics_port: int | None = None  # serve Prometheus metrics on this port when set
+    # Interactive queries (see kstream.queries, kstream.server): "host:port" other instances
+    # and clients reach this instance's query server at; advertised in the consumer's
+    # client.id. Default with query_port: "<hostname>:<query_port>".
+    application_server: str | None = None
+    query_port: int | None = None  # serve the HTTP query server and status page on this port
     # Run stateless chains as generated functions (same results, fewer calls per record);
     # False runs each operator's process(), to rule fusion out when debugging.
     fusion: bool = True
@@ -85,6 +91,15 @@ class AppConfig:
         for key in self.producer_config:
             if key in _RESERVED_PRODUCER:
                 raise ConfigError(f"producer_config may not set {key!r}: kstream manages it")
+        for name in ("metrics_port", "query_port"):
+            port = getattr(self, name)
+            if port is not None and not 0 < int(port) < 65536:
+                raise ConfigError(f"{name} must be a TCP port (1-65535), got {port!r}")
+        if self.application_server is not None:
+            host, sep, port_text = self.application_server.rpartition(":")
+            if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+                raise ConfigError(f"application_server {self.application_server!r} must be "
+                                  "'host:port' (where other instances reach this one)")
         object.__setattr__(self, "state_dir", Path(self.state_dir))
 
     @property
@@ -96,6 +111,16 @@ class AppConfig:
         if self.commit_interval_ms is not None:
             return self.commit_interval_ms
         return 100 if self.exactly_once else 1000
+
+    @property
+    def advertised_server(self) -> str | None:
+        """The query endpoint this instance advertises: application_server, else
+        "<hostname>:<query_port>" when the query server runs, else None."""
+        if self.application_server is not None:
+            return self.application_server
+        if self.query_port is not None:
+            return f"{socket.gethostname()}:{self.query_port}"
+        return None
 
     @property
     def dlq_topic(self) -> str:
@@ -118,8 +143,8 @@ class AppConfig:
         values = dict(kwargs)
         for name, f in names.items():
             env = os.environ.get(f"KSTREAM_{name.upper()}")
-            if name not in values and env is not None and f.type in ("str", "int", "bool",
-                                                                         "int | None"):
+            if name not in values and env is not None and f.type in (
+                    "str", "int", "bool", "int | None", "str | None"):
                 values[name] = _parse_env(env, str(f.type), name)
         try:
             return cls(**values)

@@ -12,6 +12,9 @@ KStreamError
 │                        dead-lettered; the app stops
 ├── FatalError           Kafka said no in a way no restart cures (see runtime.kafka_errors)
 ├── AbortableError / TaskMigratedError / ProducerFencedError   recovered inside the engine
+├── StoreNotAvailableError   an interactive query cannot be answered now: retry
+│   └── NotOwnedHereError    the key's partition lives on another instance: ask that one
+├── UnknownStoreError        an interactive query named a store the topology does not have
 └── state errors (kstream.state.errors), StateDirLockedError
 ```
 serdes.SerializationError stays outside (serdes does not depend on kstream); inside a running
@@ -89,6 +92,30 @@ class AbortableError(KStreamError):
     def __init__(self, message: str, producer_unusable: bool = False) -> None:
         super().__init__(message)
         self.producer_unusable = producer_unusable
+
+
+class StoreNotAvailableError(KStreamError):
+    """An interactive query cannot be answered right now: the instance is not running yet,
+    is rebalancing, or is restoring the store from its changelog. Retry after a moment; never
+    treated as "no value"."""
+
+    def __init__(self, message: str, reason: str = "unavailable") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class NotOwnedHereError(StoreNotAvailableError):
+    """The key's partition is not owned by this instance: ask its owner
+    (`App.metadata_for_key`), or any instance's query server, which forwards."""
+
+    def __init__(self, message: str, store: str, partition: int) -> None:
+        super().__init__(message, reason="not_owned_here")
+        self.store = store
+        self.partition = partition
+
+
+class UnknownStoreError(KStreamError, LookupError):
+    """An interactive query named a store the topology does not have."""
 
 
 class FatalError(KStreamError):

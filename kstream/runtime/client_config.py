@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kstream.config import AT_MOST_ONCE, AppConfig
+from kstream.hosts import advertised_client_id
 from kstream.runtime.client_logs import client_logger
 
 
@@ -38,7 +39,7 @@ def producer_config(cfg: AppConfig, transactional_id: str | None, logs_changelog
 
 def consumer_config(cfg: AppConfig, on_stats: Callable[[str], None],
                     on_error: Callable[[Any], None]) -> dict[str, Any]:
-    return {
+    conf: dict[str, Any] = {
         "bootstrap.servers": cfg.bootstrap_servers,
         "group.id": cfg.application_id,
         "enable.auto.commit": False,
@@ -56,3 +57,9 @@ def consumer_config(cfg: AppConfig, on_stats: Callable[[str], None],
         "logger": client_logger(),
         **cfg.consumer_config,
     }
+    if cfg.advertised_server is not None:
+        # The query endpoint rides in the group membership (see kstream.hosts).
+        conf["client.id"] = advertised_client_id(
+            str(cfg.consumer_config.get("client.id", cfg.application_id)),
+            cfg.advertised_server)
+    return conf

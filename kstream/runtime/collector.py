@@ -31,6 +31,7 @@ class KafkaRecordCollector:
         self._partition_lookup = partition_lookup
         self._partition_counts: dict[str, int] = {}
         self.delivery_errors: list[KafkaError] = []
+        self.last_timestamp: int | None = None  # of the latest output: end-to-end latency
 
     def send(self, topic: str, key: bytes | None, value: bytes | None, timestamp: int,
              headers: list[tuple[str, bytes]] | None, partition: int = -1) -> None:
@@ -41,6 +42,7 @@ class KafkaRecordCollector:
         except KafkaException as exc:
             raise self._classify(exc, topic) from exc
         self._stats.records_out += 1
+        self.last_timestamp = timestamp
 
     def _wait_for_room(self, topic: str, key: bytes | None, value: bytes | None, timestamp: int,
                        headers: list[tuple[str, bytes]] | None, partition: int,

@@ -37,6 +37,7 @@ from kstream.errors import (
     TaskMigratedError,
     kafka_failure,
 )
+from kstream.queries import QueryableTasks
 from kstream.runtime import bad_records, topics
 from kstream.runtime.client_config import consumer_config, producer_config
 from kstream.runtime.clients import KafkaClients
@@ -45,6 +46,7 @@ from kstream.runtime.commit import Committer, make_committer
 from kstream.runtime.identity import InstanceIdentity
 from kstream.runtime.kafka_errors import ErrorClass, classify
 from kstream.runtime.lifecycle import EngineLifecycle, EngineState
+from kstream.runtime.meters import EngineMeters
 from kstream.runtime.outage import OutageWaiter, StopRequested
 from kstream.runtime.stats import EngineStats
 from kstream.runtime.task import Message as TaskMessage
@@ -73,8 +75,10 @@ class Engine:
         self.config = config
         self.clients = clients or KafkaClients()
         self.stats = EngineStats()
+        self.meters = EngineMeters()  # per-partition counts, latencies (kstream.metrics)
         self.subtopologies = topology.subtopologies()
         self._sub_of_topic = {t: s for s in self.subtopologies for t in s.source_topics}
+        self.queries = QueryableTasks(self.topology)  # what interactive queries may read
         self.tasks: dict[tuple[int, int], Task] = {}
         self._handlers: dict[str, dict[int, Callable[[TaskMessage], None]]] = {}
         self._assignment: list[TopicPartition] = []
@@ -130,8 +134,9 @@ class Engine:
     def start(self) -> None:
         cfg = self.config
         self.identity = InstanceIdentity(cfg.state_dir, cfg.application_id)
-        self.outage.run(lambda: topics.ensure_topics(self.topology, cfg), "create topics",
-                        retry_on=(AbortableError,))
+        self.queries.partition_counts = self.outage.run(
+            lambda: topics.ensure_topics(self.topology, cfg), "create topics",
+            retry_on=(AbortableError,))
         self.producer = self.clients.producer(self._producer_config())
         self.collector = KafkaRecordCollector(self.producer, self.stats, self._partition_count)
         self.consumer = self.clients.consumer(self._consumer_config())
@@ -175,6 +180,7 @@ class Engine:
             for task in self.tasks.values():
                 self._retire(task)
             self.tasks.clear()
+            self.queries.stopped()
             if self.identity is not None:
                 self.identity.release()
             if self.life.state is not EngineState.STOPPED:
@@ -198,12 +204,15 @@ class Engine:
             self.committer.before_batch(
                 self._positions() if cfg.processing_guarantee == AT_MOST_ONCE else [])
             self.stats.records_in += len(msgs)
+            self.meters.batch_started(self.stats.records_out)
             start = 0
             try:
                 while start < len(msgs):
                     start = self._process_run(msgs, start)
             except _RestartBatch:
                 pass  # rewound to the committed offsets: the rest of this batch comes again
+            self.meters.batch_done(len(msgs), self.stats.records_out,
+                                   self.collector.last_timestamp if self.collector else None)
         try:
             self.producer.poll(0)  # type: ignore[union-attr]
         except KafkaException as exc:
@@ -238,12 +247,14 @@ class Engine:
                 topic, partition = msg.topic(), msg.partition()
                 if partition != last_partition or topic != last_topic:
                     # Batches come in runs of one partition: look the handler up once per run.
+                    self.meters.run_boundary(topic, partition, i, self.stats.records_out)
                     last_topic, last_partition = topic, partition
                     handler = handlers.get(topic, {}).get(partition)  # type: ignore[arg-type]
                 if handler is None:
                     continue  # fetched before a revoke: the partition's new owner processes it
                 handler(msg)
         except RecordError as err:
+            self.meters.bad_record(err.stage)
             self._on_record_error(err, msgs, i)
             return i + 1
         return len(msgs)
@@ -351,7 +362,9 @@ class Engine:
             stream_time = task.stream_time if task is not None else -1
             offsets.append(TopicPartition(tp.topic, tp.partition, offset,
                                           metadata=orjson.dumps({"st": stream_time}).decode()))
+        began = time.perf_counter()
         self.committer.commit(list(self.tasks.values()), offsets)
+        self.meters.commit_seconds.observe(time.perf_counter() - began)
         self._recoveries_since_commit = 0
         self.stats.ready = 1
 
@@ -577,11 +590,13 @@ class Engine:
         for sub in self.subtopologies:
             for partition in sorted(numbers.get(sub.index, ())):
                 self.tasks[(sub.index, partition)] = self.new_task(sub.index, partition)
+        self.queries.assigned(self.tasks)
         self._restore([t for t in self.tasks.values() if t.stores])
         self._handlers = {}
         for tp in self._assignment:
             task = self.tasks[(self._sub_of_topic[tp.topic].index, tp.partition)]
             self._handlers.setdefault(tp.topic, {})[tp.partition] = task.handler(tp.topic)
+        self.queries.publish(self.tasks)
 
     def _restore(self, tasks: list[Task]) -> None:
         """Bring the tasks' stores to the end of their changelogs before any processing."""
@@ -593,7 +608,9 @@ class Engine:
         self.watchdog.beat("restore")
         report = restore_stores(self.config.bootstrap_servers, stores,
                                 self.config.restore_timeout_ms / 1000, client,
-                                should_stop=lambda: self._stop)
+                                should_stop=lambda: self._stop,
+                                on_progress=self.meters.restore_progress)
+        self.meters.restore_finished()
         self.stats.restored += report.records
 
     def new_task(self, sub_index: int, partition: int) -> Task:
@@ -603,6 +620,7 @@ class Engine:
                           self.identity.directory, fusion=self.config.fusion)
 
     def _retire(self, task: Task) -> None:
+        self.queries.withdraw()  # no query reads a store from here on
         self.stats.late_records += task.dropped_late  # keep counts across task lifetimes
         task.close()
 
@@ -677,10 +695,8 @@ class Engine:
     def _on_consumer_stats(self, payload: str) -> None:
         try:
             stats = orjson.loads(payload)
-            self.stats.lag = sum(
-                max(0, p.get("consumer_lag", 0))
-                for t in stats.get("topics", {}).values()
-                for pid, p in t.get("partitions", {}).items() if pid != "-1")
+            # Per partition and in total; librdkafka's consumer_lag is -1 under exactly-once.
+            self.stats.lag = self.meters.lag_from_statistics(stats, self.config.exactly_once)
         except (orjson.JSONDecodeError, AttributeError, TypeError):
             log.debug("unreadable consumer statistics")
 

@@ -45,6 +45,12 @@ class MemoryBackend:
     def approximate_count(self) -> int:
         return len(self._data)
 
+    def copy_items(self) -> dict[bytes, bytes]:
+        """Every entry, copied in one C-level step: safe from another thread while the owning
+        one writes (the GIL holds for the copy; `range` is not, it settles the sorted index).
+        Interactive queries scan memory stores this way (kstream.queries)."""
+        return dict(self._data.items())
+
     def write(self, entries: Iterable[Entry], offset: int | None) -> None:
         data = self._data
         for key, value in entries:

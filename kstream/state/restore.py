@@ -90,6 +90,13 @@ class _Target:
         self.sink = None
         self.last_msg = None
 
+    def progress(self, done: bool = False) -> StoreRestore:
+        """Where the restore stands: start_offset is the position reached so far (the end
+        once `done`, even when the changelog's last offset is a transaction marker)."""
+        end = max(self.end, self.reached)
+        return StoreRestore(self.store.name, self.store.changelog_topic, self.store.partition,
+                            end if done else max(self.start, self.reached), end, self.records)
+
     def report(self) -> StoreRestore:
         return StoreRestore(self.store.name, self.store.changelog_topic, self.store.partition,
                             self.start, max(self.end, self.reached), self.records)
@@ -97,10 +104,15 @@ class _Target:
 
 def restore_stores(bootstrap_servers: str, stores: Sequence[KeyValueStore], timeout_s: float,
                    consumer_config: dict[str, Any] | None = None,
-                   should_stop: Callable[[], bool] = lambda: False) -> RestoreReport:
+                   should_stop: Callable[[], bool] = lambda: False,
+                   on_progress: Callable[[list[StoreRestore]], None] | None = None
+                   ) -> RestoreReport:
     """Bring every logged store up to the end of its changelog partition.
 
-    `consumer_config` adds client settings (security, tuning). Raises StateCorruptedError when
+    `consumer_config` adds client settings (security, tuning). `on_progress(reports)` hears
+    about each changelog partition once the plan is made, after every applied batch and at the
+    end: `StoreRestore`s whose `end_offset` is where the restore will stop and whose
+    `start_offset` moves up to it as records are applied. Raises StateCorruptedError when
     local state does not fit its changelog, StateRestoreError on a fatal Kafka error or when
     the deadline passes (transient errors, e.g. a broker that just restarted and is not leader
     yet, are retried until then), RestoreInterrupted when `should_stop()` turns true.
@@ -118,12 +130,20 @@ def restore_stores(bootstrap_servers: str, stores: Sequence[KeyValueStore], time
             raise StateRestoreError(f"cannot read changelog metadata from {bootstrap_servers} "
                                     f"within {timeout_s:.0f}s: {exc}") from exc
         active = [t for t in targets if t.start < t.end]
+
+        def progress() -> None:
+            if on_progress is not None:
+                on_progress([t.progress() for t in targets])
+
+        progress()
         if active:
             consumer.assign([TopicPartition(*t.key, _start_position(t)) for t in active])
-            _consume(consumer, active, began, deadline, timeout_s, should_stop)
+            _consume(consumer, active, began, deadline, timeout_s, should_stop, progress)
     finally:
         consumer.close()
     report = RestoreReport([t.report() for t in targets], time.monotonic() - began)
+    if on_progress is not None:
+        on_progress([t.progress(done=True) for t in targets])
     if report.records:
         log.info("restored %d records into %d stores in %.1fs (%.0f records/s)",
                  report.records, len(report.stores), report.seconds, report.records_per_s)
@@ -252,7 +272,8 @@ def _corrupted(store: KeyValueStore, what: str) -> StateCorruptedError:
 
 
 def _consume(consumer: Consumer, active: list[_Target], began: float, deadline: float,
-             timeout_s: float, should_stop: Callable[[], bool]) -> None:
+             timeout_s: float, should_stop: Callable[[], bool],
+             progress: Callable[[], None] = lambda: None) -> None:
     by_key = {t.key: t for t in active}
     pending = dict(by_key)
     total = sum(t.end - t.start for t in active)
@@ -269,6 +290,7 @@ def _consume(consumer: Consumer, active: list[_Target], began: float, deadline: 
         if not msgs:
             continue
         done += _apply_batch(msgs, by_key, pending)
+        progress()
         now = time.monotonic()
         if now - last_log >= PROGRESS_INTERVAL_S:
             last_log = now
