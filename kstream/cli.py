@@ -1,4 +1,4 @@
-"""The `kstream` command: run apps, manage the local broker, run demos."""
+"""The `kstream` command: run, describe and reset apps, manage the local broker, run demos."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from kstream import broker
 
@@ -66,6 +67,48 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_app(spec: str, bootstrap_servers: str | None = None) -> Any:
+    from kstream.app import App
+
+    app = _load_object(spec)
+    if not isinstance(app, App):
+        raise SystemExit(f"{spec} is not a kstream App (got {type(app).__name__})")
+    if bootstrap_servers:
+        app = app.with_config(bootstrap_servers=bootstrap_servers)
+    return app
+
+
+def _cmd_reset(args: argparse.Namespace) -> int:
+    from kstream.errors import KStreamError
+    from kstream.reset import ResetRefused, run_reset
+
+    app = _load_app(args.app, args.bootstrap_servers)
+    config = app.config if args.state_dir is None else app.config.replace(
+        state_dir=args.state_dir)
+    try:
+        run_reset(app.topology, config, to_datetime=args.to_datetime, dry_run=args.dry_run,
+                  say=lambda line: print(line, flush=True))
+    except ResetRefused as exc:
+        print(f"kstream reset: refused: {exc}", file=sys.stderr)
+        return 1
+    except (KStreamError, ValueError) as exc:
+        print(f"kstream reset: failed: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _cmd_describe(args: argparse.Namespace) -> int:
+    from kstream.describe import describe_mermaid, describe_text
+
+    app = _load_app(args.app)
+    cfg = app.config
+    if args.mermaid:
+        print(describe_mermaid(app.topology, cfg.application_id))
+    else:
+        print(describe_text(app.topology, cfg.application_id, cfg.dlq_topic))
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from kstream._demo import run_demo
 
@@ -96,6 +139,38 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("app")
     p_run.add_argument("--bootstrap-servers", default=None)
     p_run.set_defaults(func=_cmd_run)
+
+    p_reset = sub.add_parser(
+        "reset", help="start an app over: reset input offsets, delete internal topics and "
+                      "this host's state directory",
+        description="Refuses while any instance of the app runs. Deletes the consumer group "
+                    "(its committed offsets), commits the new input offsets, deletes the "
+                    "changelog and repartition topics (the dead-letter topic is kept) and this "
+                    "host's state directory; prints exactly what it does (or, with --dry-run, "
+                    "would do).")
+    p_reset.add_argument("app", help="package.module:app")
+    where = p_reset.add_mutually_exclusive_group()
+    where.add_argument("--to-earliest", action="store_true",
+                       help="input offsets to the earliest available (the default)")
+    where.add_argument("--to-datetime", metavar="T", default=None,
+                       help="input offsets to the first record at or after T (ISO 8601, "
+                            "UTC unless it names a zone, or epoch milliseconds)")
+    p_reset.add_argument("--dry-run", action="store_true",
+                         help="print what would be done, change nothing")
+    p_reset.add_argument("--bootstrap-servers", default=None)
+    p_reset.add_argument("--state-dir", type=Path, default=None,
+                         help="the state_dir the app runs with on this host (default: its "
+                              "configured one)")
+    p_reset.set_defaults(func=_cmd_reset)
+
+    p_describe = sub.add_parser(
+        "describe", help="print an app's topology: sub-topologies, topics, stores",
+        description="Sub-topologies and their nodes, input and output topics, the internal "
+                    "topics kstream creates (with their real names) and the stores.")
+    p_describe.add_argument("app", help="package.module:app")
+    p_describe.add_argument("--mermaid", action="store_true",
+                            help="a mermaid flowchart instead of text")
+    p_describe.set_defaults(func=_cmd_describe)
 
     p_demo = sub.add_parser("demo", help="run a reference topology end to end on the local broker")
     p_demo.add_argument("name", nargs="?", default="wordcount")

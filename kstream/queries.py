@@ -200,7 +200,8 @@ class QueryableTasks:
                 reason=RESTORING)
         if self.state != RUNNING:
             return StoreNotAvailableError(
-                f"store {store!r} is not available while the instance is {self.state}; retry",
+                f"store {store!r} is not available while the instance is "
+                f"{self.state.replace('_', ' ')}; retry",
                 reason=self.state)
         return NotOwnedHereError(f"store {store!r} partition {partition} is owned by another "
                                  "instance", store, partition)
