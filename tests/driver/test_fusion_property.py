@@ -108,8 +108,9 @@ def _run(chain: list[Op], inputs: list[Input], partitions: int, add_header: bool
     for op in chain:
         stream = _apply(stream, op, log, serde)
     stream.to("out", key_serde=serde, value_serde=serde)
-    topics = ("out", "side", "tee")
     with TopologyTestDriver(builder, partitions={"in": partitions}, fusion=fusion) as driver:
+        # Only what this chain writes: reading a topic the topology never writes is an error.
+        topics = sorted({"out", "side", "tee"} & (driver.output_topics or set()))
         source = driver.input_topic("in")
         for key, value, ts, headers in inputs:
             source.pipe(json.dumps(key).encode(), json.dumps(value).encode(), ts,

@@ -22,7 +22,8 @@ def test_late_records_are_dead_lettered_with_their_origin() -> None:
         assert headers["kstream.error.topic"] == b"in"
         assert headers["kstream.error.partition"] == b"0"
         assert headers["kstream.error.offset"] == b"1"
-        assert b"stream time 25" in headers["kstream.error.reason"]
+        assert headers["kstream.error.exception"] == b"LateRecord"
+        assert b"stream time 25" in headers["kstream.error.message"]
 
 
 def test_drop_policy_sends_nothing_and_needs_no_dlq() -> None:
