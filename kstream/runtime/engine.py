@@ -213,8 +213,10 @@ class Engine:
                 pass  # rewound to the committed offsets: the rest of this batch comes again
             self.meters.batch_done(len(msgs), self.stats.records_out,
                                    self.collector.last_timestamp if self.collector else None)
+        producer = self.producer
+        assert producer is not None
         try:
-            self.producer.poll(0)  # type: ignore[union-attr]
+            producer.poll(0)
         except KafkaException as exc:
             raise kafka_failure(exc, "poll") from exc
         due = [task for task in self.tasks.values() if task.wall_clock_due()]
@@ -249,7 +251,7 @@ class Engine:
                     # Batches come in runs of one partition: look the handler up once per run.
                     self.meters.run_boundary(topic, partition, i, self.stats.records_out)
                     last_topic, last_partition = topic, partition
-                    handler = handlers.get(topic, {}).get(partition)  # type: ignore[arg-type]
+                    handler = handlers.get(topic, {}).get(partition)
                 if handler is None:
                     continue  # fetched before a revoke: the partition's new owner processes it
                 handler(msg)
@@ -347,7 +349,8 @@ class Engine:
     def _positions(self) -> list[TopicPartition]:
         if not self._assignment:
             return []
-        return self.consumer.position(self._assignment)  # type: ignore[union-attr]
+        assert self.consumer is not None
+        return self.consumer.position(self._assignment)
 
     def _commit(self, overrides: dict[tuple[str, int], int] | None = None) -> None:
         assert self.committer is not None
@@ -393,7 +396,8 @@ class Engine:
         self.stats.recoveries += 1
         began = time.monotonic()
         log.warning("event=recover error=%s", exc)
-        assert self.committer is not None
+        committer = self.committer
+        assert committer is not None
         replace = isinstance(exc, AbortableError) and exc.producer_unusable
 
         def abort() -> None:
@@ -403,7 +407,7 @@ class Engine:
                 replace = False
                 return
             try:
-                self.committer.abort(list(self.tasks.values()), after_error=True)  # type: ignore[union-attr]
+                committer.abort(list(self.tasks.values()), after_error=True)
             except AbortableError as failed:
                 replace = replace or failed.producer_unusable
                 raise
@@ -461,11 +465,12 @@ class Engine:
     def _start_producer(self) -> None:
         """init_transactions (exactly-once) on the current producer, however long Kafka is
         away; a producer that breaks meanwhile is replaced."""
-        assert self.committer is not None
+        committer = self.committer
+        assert committer is not None
 
         def start() -> None:
             try:
-                self.committer.start()  # type: ignore[union-attr]
+                committer.start()
             except AbortableError as exc:
                 if exc.producer_unusable:
                     self._discard_producer()
@@ -710,7 +715,7 @@ def _first_offsets(msgs: list[TaskMessage]) -> dict[tuple[str, int], int]:
     first: dict[tuple[str, int], int] = {}
     for msg in msgs:
         if msg.error() is None:
-            first.setdefault((msg.topic(), msg.partition()), msg.offset())  # type: ignore[arg-type]
+            first.setdefault((msg.topic(), msg.partition()), msg.offset())
     return first
 
 
