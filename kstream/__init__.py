@@ -7,7 +7,15 @@ The public API is what this module exports; everything in underscore modules and
 from kstream.app import App
 from kstream.config import AT_LEAST_ONCE, AT_MOST_ONCE, EXACTLY_ONCE, AppConfig, ConfigError
 from kstream.dsl import BranchedStream, Stream, StreamBuilder
-from kstream.errors import KStreamError, MissingTopicsError, RecordError
+from kstream.errors import (
+    KStreamError,
+    MissingTopicsError,
+    NotOwnedHereError,
+    RecordError,
+    StoreNotAvailableError,
+    UnknownStoreError,
+)
+from kstream.hosts import InstanceMetadata, KeyMetadata
 from kstream.processor import (
     STREAM_TIME,
     WALL_CLOCK_TIME,
@@ -34,4 +42,7 @@ __all__ = [
     "Processor", "ProcessorContext", "PunctuationType", "Record", "RecordError", "Stream",
     "StreamBuilder", "Topology", "TopologyError", "TumblingWindows", "HoppingWindows",
     "SlidingWindows", "SessionWindows", "JoinWindows", "field_timestamp",
+    # interactive queries (kstream.queries: the views App.store returns)
+    "StoreNotAvailableError", "NotOwnedHereError", "UnknownStoreError", "KeyMetadata",
+    "InstanceMetadata",
 ]
