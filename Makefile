@@ -14,8 +14,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/kstream demo wordcount
 
+# Broker tests mostly wait on Kafka: three workers share one broker (started by the kstream
+# pytest plugin); tests that run their own broker form one group on one worker.
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q -n 3 --dist loadgroup
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

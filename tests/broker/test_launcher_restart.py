@@ -24,6 +24,10 @@ from kstream import broker
 from kstream.broker import LocalBroker
 from kstream.testing import KafkaCluster, wait_until
 
+# These start brokers of their own: one xdist worker runs them (with the other own-broker
+# tests) one after another, so at most two JVMs share the 2 cores.
+pytestmark = pytest.mark.xdist_group("own-broker")
+
 N = 2000
 B64URL_22 = re.compile(r"[A-Za-z0-9_-]{22}")
 

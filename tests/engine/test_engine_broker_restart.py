@@ -19,6 +19,10 @@ from engine_helpers import AppProcess
 from kstream.broker import LocalBroker, free_port
 from kstream.testing import KafkaCluster, wait_until
 
+# Timing-sensitive (each runs its own broker and measures how fast instances resume or stop):
+# one xdist worker runs them one after another, never two at once.
+pytestmark = pytest.mark.xdist_group("own-broker")
+
 ACCOUNTS = 300
 INSTANCES = 3
 PARTITIONS = 6

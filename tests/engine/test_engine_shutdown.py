@@ -15,6 +15,10 @@ from kstream.broker import LocalBroker, free_port
 from kstream.runtime.watchdog import FORCED_EXIT_CODE
 from kstream.testing import KafkaCluster, wait_until
 
+# Timing-sensitive (each runs its own broker and measures how fast instances resume or stop):
+# one xdist worker runs them one after another, never two at once.
+pytestmark = pytest.mark.xdist_group("own-broker")
+
 
 def env_for(kafka: KafkaCluster, tmp_path: Path, inp: str, out: str) -> dict[str, str]:
     return {"STUCK_APP_BOOTSTRAP": kafka.bootstrap_servers,
