@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import struct
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from kstream.dsl._windowed_ops import LateRecords
@@ -243,8 +243,3 @@ class StreamStreamJoinOp(Processor):
         self._next_expiry = -1
         self._last_origin = None
 
-
-def window_entries(store: WindowStore) -> Iterator[tuple[Any, int, Any]]:
-    """(key, time, value) of every buffered record of a join store (for tests and queries)."""
-    for window, value in store.all():
-        yield window.key, window.start, value
