@@ -92,3 +92,26 @@ def test_endpoint_rides_in_the_client_id() -> None:
     assert endpoint_of("wordcount") is None
     assert endpoint_of("rdkafka") is None
     assert endpoint_of("x@nohostport") is None
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"application_server": "nohost"}, "application_server"),
+    ({"application_server": "host:99999"}, "application_server"),
+    ({"query_port": 0}, "query_port"),
+])
+def test_query_settings_are_validated(settings: dict[str, Any], message: str) -> None:
+    from kstream import App, ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        App(wordcount.build(), application_id="a", bootstrap_servers="127.0.0.1:1", **settings)
+
+
+def test_advertised_server_defaults_to_hostname_and_query_port() -> None:
+    import socket
+
+    from kstream.config import AppConfig
+
+    cfg = AppConfig.from_kwargs(application_id="a", bootstrap_servers="b", query_port=8080)
+    assert cfg.advertised_server == f"{socket.gethostname()}:8080"
+    assert AppConfig.from_kwargs(application_id="a", bootstrap_servers="b").advertised_server \
+        is None
