@@ -41,7 +41,7 @@ from serdes import Serde, SerdeContext
 
 _TIME = struct.Struct(">Q")
 _HEAD = struct.Struct(">QI")  # window store key head: segment, len(key bytes)
-_ID_TAIL = struct.Struct(">HI")  # after (t, offset): source topic index, fan-out counter
+_ID = struct.Struct(">QQHI")  # t, offset, source topic index, fan-out counter
 _NEVER = 2**63
 LEFT, RIGHT = 0, 1
 
@@ -144,7 +144,8 @@ class StreamStreamJoinOp(Processor):
         self._key_serde = key_serde
         self._value_serdes = ((value_serde, other_value_serde) if side == LEFT
                               else (other_value_serde, value_serde))
-        self._last_origin: tuple[str | None, int] | None = None
+        self._last_topic: str | None = None
+        self._last_offset = -2
         self._fan_out = 0
 
     def init(self, context: ProcessorContext) -> None:
@@ -162,6 +163,7 @@ class StreamStreamJoinOp(Processor):
         self._ctx = SerdeContext(topic=self._this.changelog_topic)
         self._ser_value = this_serde.serialize
         self._de_key = self._key_serde.deserialize
+        self._segment_ms = self._this.segment_ms
         self._next_expiry = -1
 
     def process(self, record: Record) -> None:
@@ -182,8 +184,8 @@ class StreamStreamJoinOp(Processor):
             self._emit_closed(outer, st)
         this, other = self._this, self._other
         kb = this.key_bytes(key)
-        wkey = this.store_key(kb, ts, record.offset) + self._record_id(record)
-        this.put_raw(wkey, value)
+        wkey = self._store_key(kb, ts, record)
+        this.append_raw(wkey, value)
         matched = False
         joiner, left = self._joiner, self._side == LEFT
         other_close = self._before + self._grace
@@ -206,21 +208,25 @@ class StreamStreamJoinOp(Processor):
             other.expire(st)
             self._next_expiry = this.next_expiry(st)
 
-    def _record_id(self, record: Record) -> bytes:
-        """With the offset in the store key: unique per record and the same on replay, so
-        duplicates are kept and a restarted task never overwrites an older entry.
+    def _store_key(self, kb: bytes, ts: int, record: Record) -> bytes:
+        """The window store key of this record: `segment | len | key | t | offset | topic
+        index | counter` (the window store layout with t1 = t, t2 = offset, plus 6 bytes).
 
-        Records of one input offset (a flat_map's outputs) are told apart by a counter;
-        records forwarded by punctuators (offset -1) share offset -1 and count on."""
-        origin = (record.topic, record.offset)
-        if origin == self._last_origin:
+        Unique per record and the same on replay, so duplicates of (key, t) are all kept and a
+        restarted task never overwrites an older entry. Records of one input offset (a
+        flat_map's outputs) are told apart by the counter; records forwarded by punctuators
+        (offset -1) share offset -1 and count on (unique within one run only)."""
+        topic, offset = record.topic, record.offset
+        if offset == self._last_offset and topic == self._last_topic:
             self._fan_out += 1
         else:
-            self._last_origin = origin
-            if record.offset >= 0:
+            self._last_offset, self._last_topic = offset, topic
+            if offset >= 0:
                 self._fan_out = 0
-        return _ID_TAIL.pack(self._topic_index.get(record.topic or "", 0xFFFF) & 0xFFFF,
-                             self._fan_out & 0xFFFFFFFF)
+        return (_HEAD.pack(ts // self._segment_ms + OFFSET, len(kb)) + kb
+                + _ID.pack(ts + OFFSET, offset + OFFSET,
+                           self._topic_index.get(topic or "", 0xFFFF) & 0xFFFF,
+                           self._fan_out & 0xFFFFFFFF))
 
     def _forward_alone(self, record: Record, value: Any) -> None:
         record.value = (self._joiner(value, None) if self._side == LEFT
@@ -241,5 +247,5 @@ class StreamStreamJoinOp(Processor):
         if self._outer is not None:
             self._outer.reset()
         self._next_expiry = -1
-        self._last_origin = None
+        self._last_offset = -2
 

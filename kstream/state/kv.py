@@ -6,6 +6,7 @@ to the layers below (write buffer -> change-logging -> backend).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,13 @@ class KeyValueStore:
     def approximate_count(self) -> int:
         return self._buffer.approximate_count()
 
+    def range_bytes(self, lo: bytes, hi: bytes) -> Iterator[tuple[bytes, Any]]:
+        """(key bytes, value) with lo <= key bytes < hi: a scan by encoded key (window and
+        session stores build their keys as bytes), without decoding keys."""
+        de_value, value_ctx = self._de_value, self._value_ctx
+        for key, value in self._buffer.range(lo, hi):
+            yield key, de_value(value, value_ctx)
+
     def _decoded(self, lo: bytes | None, hi: bytes | None) -> Iterator[tuple[Any, Any]]:
         de_key, de_value = self._de_key, self._de_value
         key_ctx, value_ctx = self._key_ctx, self._value_ctx
@@ -110,6 +118,15 @@ class KeyValueStore:
         self._buffer.put(self._key_bytes(key),
                          None if value is None else self._ser_value(value, self._value_ctx))
         self._cached_write(key, value)
+
+    def put_uncached(self, key: Any, value: Any) -> None:
+        """put() for entries written once and not read back by key (join buffers): the read
+        cache drops the key instead of taking the value, so such writes never churn it."""
+        self._buffer.put(self._key_bytes(key),
+                         None if value is None else self._ser_value(value, self._value_ctx))
+        if self._cache:
+            with contextlib.suppress(TypeError):  # unhashable key: never cached
+                self._cache.pop(key if type(key) is str else (type(key), key), None)
 
     def delete(self, key: Any) -> None:
         self._buffer.put(self._key_bytes(key), None)

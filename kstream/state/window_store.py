@@ -34,7 +34,6 @@ _HEAD = struct.Struct(">QI")
 _SEG = struct.Struct(">Q")
 _TIMES = struct.Struct(">QQ")
 _TIME = struct.Struct(">Q")
-_MAX_TIME = b"\xff" * 8
 _MAX_SCANNED_SEGMENTS = 64  # wider fetches scan the whole store once instead
 
 
@@ -123,6 +122,10 @@ class SegmentedStore:
         """value None deletes (a tombstone in the changelog)."""
         self._put(skey, value)
 
+    def append_raw(self, skey: bytes, value: Any) -> None:
+        """Write an entry that is never read back by its key (a join buffer's record)."""
+        self.kv.put_uncached(skey, value)
+
     # -- scans ---------------------------------------------------------------------------------
     def _scan_key(self, kb: bytes, t1_from: int, t1_to: int
                   ) -> Iterator[tuple[bytes, int, int, Any]]:
@@ -137,12 +140,14 @@ class SegmentedStore:
                 if k == kb and t1_from <= t1 <= t1_to:
                     yield skey, t1, t2, value
             return
-        lo_t, hi_t = _TIME.pack(t1_from + OFFSET), _TIME.pack(t1_to + OFFSET) + _MAX_TIME
+        # Exclusive upper bound: every key with t1 <= t1_to, whatever follows t1.
+        lo_t, hi_t = _TIME.pack(t1_from + OFFSET), _TIME.pack(t1_to + 1 + OFFSET)
         offset = 12 + len(kb)
         unpack = _TIMES.unpack_from
+        scan = self.kv.range_bytes
         for segment in range(first, last + 1):
             head = _head(segment, kb)
-            for skey, value in self.kv.range(head + lo_t, head + hi_t):
+            for skey, value in scan(head + lo_t, head + hi_t):
                 t1, t2 = unpack(skey, offset)
                 yield skey, t1 - OFFSET, t2 - OFFSET, value
 
