@@ -12,14 +12,32 @@ from pathlib import Path
 from typing import Any
 
 from kstream import broker
+from kstream.errors import (
+    ConfigError,
+    FatalError,
+    KafkaUnreachableError,
+    KStreamError,
+    RecordError,
+    TopologyError,
+)
+from kstream.runtime.identity import StateDirLockedError
 
 
 def _load_object(spec: str) -> object:
     """Import `package.module:attribute` (attribute defaults to `app`)."""
     module_name, _, attr = spec.partition(":")
     sys.path.insert(0, str(Path.cwd()))
-    module = importlib.import_module(module_name)
-    return getattr(module, attr or "app")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not module_name.startswith(exc.name):
+            raise  # the app module exists but one of its own imports fails: show where
+        raise ConfigError(f"cannot import {module_name!r} ({exc}); run from the directory "
+                          "that contains it, or check the name (package.module:app)") from None
+    try:
+        return getattr(module, attr or "app")
+    except AttributeError:
+        raise ConfigError(f"module {module_name!r} has no attribute {attr or 'app'!r}") from None
 
 
 def _cmd_broker(args: argparse.Namespace) -> int:
@@ -184,6 +202,34 @@ def main(argv: list[str] | None = None) -> int:
     except broker.BrokerError as exc:
         print(f"kstream: {exc}", file=sys.stderr)
         return 2
+    except KStreamError as exc:
+        # Expected failures: one line (what, where, how to fix) and a code per kind, no
+        # traceback. KSTREAM_TRACEBACK=1 shows the traceback too.
+        if os.environ.get("KSTREAM_TRACEBACK"):
+            raise
+        print(f"kstream: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return exit_code(exc)
+
+
+EXIT_CODES: tuple[tuple[type[KStreamError], int], ...] = (
+    (ConfigError, 2),
+    (KafkaUnreachableError, 4),
+    (TopologyError, 5),          # also MissingTopicsError
+    (StateDirLockedError, 6),
+    (RecordError, 7),            # a bad record under error_policy="fail"
+    (FatalError, 8),
+)
+"""`kstream run` exit codes: 0 stopped cleanly, 1 unexpected error (traceback), 2 bad
+configuration or usage, 3 a stop that overran shutdown_timeout_ms, 4 Kafka unreachable at
+start, 5 topology or topics wrong, 6 state directory in use, 7 bad record, 8 Kafka refused for
+good, 9 any other kstream error."""
+
+
+def exit_code(exc: KStreamError) -> int:
+    for kind, code in EXIT_CODES:
+        if isinstance(exc, kind):
+            return code
+    return 9
 
 
 if __name__ == "__main__":

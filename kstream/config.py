@@ -22,9 +22,17 @@ ERROR_DEAD_LETTER = "dead_letter"
 ERROR_POLICIES = (ERROR_FAIL, ERROR_DEAD_LETTER)
 
 # Settings kstream owns; passing them through would break its guarantees.
+# partition.assignment.strategy: "range" keeps partition N of co-partitioned topics together;
+# group.protocol: the KIP-848 protocol has no client-side range assignor; group.instance.id:
+# static membership must be stable per instance (the state dir's identity), not per config.
 _RESERVED_CONSUMER = {"enable.auto.commit", "enable.auto.offset.store", "isolation.level",
-                      "group.id", "bootstrap.servers"}
+                      "group.id", "bootstrap.servers", "partition.assignment.strategy",
+                      "group.protocol", "group.instance.id"}
 _RESERVED_PRODUCER = {"transactional.id", "enable.idempotence", "bootstrap.servers"}
+_INT_FIELDS = ("commit_interval_ms", "batch_size", "poll_timeout_ms", "transaction_timeout_ms",
+               "session_timeout_ms", "topic_partitions", "shutdown_timeout_ms",
+               "restore_timeout_ms", "watchdog_timeout_ms", "startup_timeout_ms", "metrics_port",
+               "query_port")
 _APP_ID = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
 
 
@@ -51,6 +59,9 @@ class AppConfig:
     # A loop that has not come back to poll() for this long gets its stack logged (keep it
     # below max.poll.interval.ms, 300 s by default, so the dump comes before the expulsion).
     watchdog_timeout_ms: int = 60_000
+    # How long a starting instance tries to reach bootstrap_servers before it gives up with a
+    # clear error. Only start-up: a running instance waits out outages of any length.
+    startup_timeout_ms: int = 10_000
     metrics_port: int | None = None  # serve Prometheus metrics on this port when set
     # Interactive queries (see kstream.queries, kstream.server): "host:port" other instances
     # and clients reach this instance's query server at; advertised in the consumer's
@@ -76,9 +87,14 @@ class AppConfig:
         if self.error_policy not in ERROR_POLICIES:
             raise ConfigError(f"error_policy {self.error_policy!r} must be one of "
                               f"{', '.join(ERROR_POLICIES)}")
+        for name in _INT_FIELDS:
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ConfigError(f"{name} must be an integer, got {value!r} "
+                                  f"({type(value).__name__})")
         for name in ("batch_size", "poll_timeout_ms", "transaction_timeout_ms",
                      "session_timeout_ms", "topic_partitions", "shutdown_timeout_ms",
-                     "restore_timeout_ms", "watchdog_timeout_ms"):
+                     "restore_timeout_ms", "watchdog_timeout_ms", "startup_timeout_ms"):
             if int(getattr(self, name)) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
         if self.commit_interval_ms is not None and self.commit_interval_ms < 0:
@@ -91,6 +107,11 @@ class AppConfig:
         for key in self.producer_config:
             if key in _RESERVED_PRODUCER:
                 raise ConfigError(f"producer_config may not set {key!r}: kstream manages it")
+        acks = str(self.producer_config.get("acks", self.producer_config.get(
+            "request.required.acks", "all"))).lower()
+        if self.processing_guarantee != AT_MOST_ONCE and acks not in ("all", "-1"):
+            raise ConfigError(f"producer_config acks={acks!r} can lose acknowledged records; "
+                              f"{self.processing_guarantee} needs acks=all (the default)")
         for name in ("metrics_port", "query_port"):
             port = getattr(self, name)
             if port is not None and not 0 < int(port) < 65536:

@@ -118,6 +118,11 @@ class UnknownStoreError(KStreamError, LookupError):
     """An interactive query named a store the topology does not have."""
 
 
+class KafkaUnreachableError(KStreamError):
+    """At start-up, no broker of bootstrap_servers answered within startup_timeout_ms. (A
+    running instance never raises this: it waits out outages; see runtime.outage.)"""
+
+
 class FatalError(KStreamError):
     """An error no restart would cure (configuration, authorization, an impossible record):
     the app stops and says what failed."""

@@ -134,6 +134,7 @@ class Engine:
     def start(self) -> None:
         cfg = self.config
         self.identity = InstanceIdentity(cfg.state_dir, cfg.application_id)
+        topics.wait_for_cluster(cfg, self.outage)
         self.queries.partition_counts = self.outage.run(
             lambda: topics.ensure_topics(self.topology, cfg), "create topics",
             retry_on=(AbortableError,))

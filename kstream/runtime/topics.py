@@ -5,15 +5,42 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from kstream.config import ERROR_DEAD_LETTER, AppConfig
-from kstream.errors import MissingTopicsError
+from kstream.errors import AbortableError, KafkaUnreachableError, MissingTopicsError
+from kstream.runtime.outage import OutageWaiter
 from kstream.topology import SinkNode, SubTopology, Topology
 
 log = logging.getLogger("kstream.topics")
+
+
+def wait_for_cluster(config: AppConfig, outage: OutageWaiter) -> None:
+    """Start-up only: some broker of bootstrap_servers answers a metadata request within
+    startup_timeout_ms, or KafkaUnreachableError names the servers and the last error."""
+    admin = AdminClient(_admin_config(config))
+
+    def probe() -> None:
+        admin.list_topics(timeout=2.0)
+
+    try:
+        outage.run(probe, "reach Kafka", deadline_s=config.startup_timeout_ms / 1000)
+    except AbortableError as exc:
+        raise KafkaUnreachableError(
+            f"cannot reach Kafka at {config.bootstrap_servers} within "
+            f"{config.startup_timeout_ms / 1000:.0f}s ({exc}); check bootstrap_servers "
+            "(or KSTREAM_BOOTSTRAP_SERVERS) and that the brokers are up") from None
+
+
+def _admin_config(config: AppConfig) -> dict[str, Any]:
+    from kstream.runtime.client_logs import client_logger
+
+    client = {k: v for k, v in config.consumer_config.items()
+              if k.startswith(("security.", "sasl.", "ssl."))}
+    return {"bootstrap.servers": config.bootstrap_servers, "logger": client_logger(), **client}
 
 
 def ensure_topics(topology: Topology, config: AppConfig) -> dict[str, int]:
@@ -23,7 +50,7 @@ def ensure_topics(topology: Topology, config: AppConfig) -> dict[str, int]:
     (repartition) or owns them (changelog); an existing one with another count is an error,
     as are co-partitioned inputs (inputs sharing a store) with different counts.
     """
-    admin = AdminClient({"bootstrap.servers": config.bootstrap_servers})
+    admin = AdminClient(_admin_config(config))
     existing = admin.list_topics(timeout=30).topics
     internal = topology.internal_topics
     user_topics = [t for t in dict.fromkeys(topology.source_topics + topology.sink_topics())
