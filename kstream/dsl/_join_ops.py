@@ -189,7 +189,7 @@ class StreamStreamJoinOp(Processor):
         matched = False
         joiner, left = self._joiner, self._side == LEFT
         other_close = self._before + self._grace
-        for okey, ots, _, ovalue in other.fetch_raw(kb, ts - self._before, ts + self._after):
+        for okey, ots, ovalue in other.fetch_starts(kb, ts - self._before, ts + self._after):
             matched = True
             joined = joiner(value, ovalue) if left else joiner(ovalue, value)
             headers = list(record.headers) if record.headers is not None else None

@@ -99,12 +99,11 @@ class KeyValueStore:
     def approximate_count(self) -> int:
         return self._buffer.approximate_count()
 
-    def range_bytes(self, lo: bytes, hi: bytes) -> Iterator[tuple[bytes, Any]]:
-        """(key bytes, value) with lo <= key bytes < hi: a scan by encoded key (window and
-        session stores build their keys as bytes), without decoding keys."""
+    def range_bytes(self, lo: bytes, hi: bytes) -> list[tuple[bytes, Any]]:
+        """(key bytes, value) with lo <= key bytes < hi, as a list: a short scan by encoded key
+        (window and session stores build their keys as bytes), without decoding keys."""
         de_value, value_ctx = self._de_value, self._value_ctx
-        for key, value in self._buffer.range(lo, hi):
-            yield key, de_value(value, value_ctx)
+        return [(key, de_value(value, value_ctx)) for key, value in self._buffer.range(lo, hi)]
 
     def _decoded(self, lo: bytes | None, hi: bytes | None) -> Iterator[tuple[Any, Any]]:
         de_key, de_value = self._de_key, self._de_value

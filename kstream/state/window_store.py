@@ -207,6 +207,25 @@ class WindowStore(SegmentedStore):
         """(store key, start, end, value) by inner key bytes: the operators' scan."""
         return self._scan_key(kb, time_from, time_to)
 
+    def fetch_starts(self, kb: bytes, time_from: int, time_to: int
+                     ) -> list[tuple[bytes, int, Any]]:
+        """(store key, start, value) by inner key bytes with start in [time_from, time_to],
+        as a list: the join's per-record scan, without generator layers."""
+        seg_ms = self.segment_ms
+        first, last = time_from // seg_ms, time_to // seg_ms
+        if last - first > _MAX_SCANNED_SEGMENTS:
+            return [(skey, t1, value) for skey, t1, _, value
+                    in self._scan_key(kb, time_from, time_to)]
+        lo_t, hi_t = _TIME.pack(time_from + OFFSET), _TIME.pack(time_to + 1 + OFFSET)
+        at = 12 + len(kb)
+        unpack, scan = _TIME.unpack_from, self.kv.range_bytes
+        out = []
+        for segment in range(first, last + 1):
+            head = _head(segment, kb)
+            out += [(skey, unpack(skey, at)[0] - OFFSET, value)
+                    for skey, value in scan(head + lo_t, head + hi_t)]
+        return out
+
     def all(self) -> Iterator[tuple[Windowed, Any]]:
         for key, start, end, value in self._all():
             yield Windowed(key, start, end), value
