@@ -3,6 +3,7 @@
 from kstream.testing.apps import RunningApp, running_app
 from kstream.testing.driver import TestInputTopic, TestOutputTopic, TopologyTestDriver
 from kstream.testing.kafka import KafkaCluster, ReadRecord, wait_until
+from kstream.testing.processes import AppProcess
 
-__all__ = ["KafkaCluster", "ReadRecord", "RunningApp", "TestInputTopic", "TestOutputTopic",
-           "TopologyTestDriver", "running_app", "wait_until"]
+__all__ = ["AppProcess", "KafkaCluster", "ReadRecord", "RunningApp", "TestInputTopic",
+           "TestOutputTopic", "TopologyTestDriver", "running_app", "wait_until"]

@@ -2,58 +2,23 @@
 
 from __future__ import annotations
 
-import os
 import random
-import signal
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import orjson
 
+from kstream.testing import AppProcess as _AppProcess
 from kstream.testing import KafkaCluster, wait_until
 
 APPS_DIR = Path(__file__).parent / "apps"
 
 
-class AppProcess:
-    """One instance of an app module, started with `kstream run module:app`."""
+class AppProcess(_AppProcess):
+    """An app module of tests/engine/apps as an OS process (see kstream.testing.AppProcess)."""
 
     def __init__(self, module: str, env: dict[str, str], log_path: Path) -> None:
-        self.module = module
-        self.env = env
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> AppProcess:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child process
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kstream.cli", "run", f"{self.module}:app"],
-            cwd=APPS_DIR,
-            env={**os.environ, **self.env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
-        return self
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(30)
-
-    def terminate(self, timeout: float = 60) -> int:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout)
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def log_tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        super().__init__(module, env, log_path, cwd=APPS_DIR)
 
 
 def crash_app_env(

@@ -3,11 +3,7 @@ counts a word-count's committed output says."""
 
 from __future__ import annotations
 
-import os
 import random
-import signal
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -16,46 +12,18 @@ from typing import Any
 
 import orjson
 
-from kstream.testing import KafkaCluster, wait_until
+from kstream.testing import AppProcess, KafkaCluster, wait_until
 
 APPS_DIR = Path(__file__).parent / "apps"
 WORDS = [f"w{i:02d}" for i in range(48)]
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-class OpsProcess:
-    """One instance of an app module under tests/ops/apps: `kstream run module:app`."""
+class OpsProcess(AppProcess):
+    """An app module of tests/ops/apps as an OS process (see kstream.testing.AppProcess)."""
 
     def __init__(self, module: str, env: dict[str, str], log_path: Path) -> None:
-        self.module = module
-        self.env = env
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> OpsProcess:
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "kstream.cli", "run", f"{self.module}:app"],
-                cwd=APPS_DIR, env={**os.environ, **self.env}, stdout=log,
-                stderr=subprocess.STDOUT)
-        return self
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(30)
-
-    def terminate(self, timeout: float = 60) -> int:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout)
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def log_tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        super().__init__(module, env, log_path, cwd=APPS_DIR)
 
 
 def ops_env(kafka: KafkaCluster, app_id: str, inp: str, out: str, state_dir: Path,
