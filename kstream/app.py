@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kstream.config import AppConfig
@@ -97,6 +98,13 @@ class App:
             self._registry.register(EngineCollector(self.config.application_id,
                                                     _AppMetrics(self)))
         return self._registry
+
+    def savepoint(self, directory: str | Path, make_archive: bool = False) -> Path:
+        """`app.savepoint(DIR) -> Path`: a savepoint of this application's group (running or
+        not) in the new directory DIR; see kstream.savepoint.create_savepoint."""
+        from kstream.savepoint import create_savepoint
+
+        return create_savepoint(self, directory, make_archive=make_archive)
 
     def stop(self) -> None:
         if self._engine is not None:

@@ -1,4 +1,5 @@
-"""The `kstream` command: run, describe and reset apps, manage the local broker, run demos."""
+"""The `kstream` command: run, describe, reset and savepoint apps, manage the local broker,
+run demos."""
 
 from __future__ import annotations
 
@@ -127,6 +128,52 @@ def _cmd_describe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_savepoint(args: argparse.Namespace) -> int:
+    from kstream.savepoint import Savepoint, SavepointError, create_savepoint, restore_savepoint
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+
+    try:
+        if args.action == "create":
+            app = _load_app(args.app, args.bootstrap_servers)
+            if args.stop:
+                raise SavepointError("--stop is not supported: stop the app (SIGTERM commits "
+                                     "and leaves the group), then create the savepoint")
+            path = create_savepoint(app, args.dir, make_archive=args.archive, say=say)
+            say(f"savepoint written: {path}")
+        elif args.action == "show":
+            with Savepoint.open(args.dir) as sp:
+                say(_show(sp.manifest))
+        else:
+            app = _load_app(args.app, args.bootstrap_servers)
+            restore_savepoint(args.dir, app, application_id=args.application_id,
+                              allow_non_restored_state=args.allow_non_restored_state, say=say)
+            say("restore done: start the app (kstream run) and it restores from the changelogs")
+    except SavepointError as exc:
+        print(f"kstream savepoint {args.action}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _show(manifest: Any) -> str:
+    m = manifest
+    lines = [f"application {m.application_id}, kstream {m.kstream_version}, {m.created_at}",
+             f"topology {m.topology_fingerprint[:16]}, {m.processing_guarantee} ({m.consistency})",
+             "stores:"]
+    for s in m.stores:
+        per = ", ".join(f"{p}:{n}" for p, n in sorted(s.counts.items()))
+        lines.append(f"  {s.name} ({s.kind}, key {s.key_serde}, value {s.value_serde}): "
+                     f"{sum(s.counts.values())} keys in {s.partitions} partitions [{per}]")
+    lines.append("offsets:")
+    for o in sorted(m.offsets, key=lambda o: (o.topic, o.partition)):
+        lines.append(f"  {o.topic}[{o.partition}]: {o.offset if o.offset >= 0 else 'none'}")
+    for p in m.pending:
+        if p.records:
+            lines.append(f"pending: <app>-{p.suffix}[{p.partition}]: {p.records} records")
+    return "\n".join(lines)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from kstream._demo import run_demo
 
@@ -189,6 +236,33 @@ def main(argv: list[str] | None = None) -> int:
     p_describe.add_argument("--mermaid", action="store_true",
                             help="a mermaid flowchart instead of text")
     p_describe.set_defaults(func=_cmd_describe)
+
+    p_sp = sub.add_parser(
+        "savepoint", help="create, show or restore a savepoint (state + input offsets as files)",
+        description="create: a consistent copy of a running app's stores and committed offsets "
+                    "into a new DIR; show: what DIR holds; restore: write DIR's state and "
+                    "offsets for an app whose group has no live members (then kstream run).")
+    sp_sub = p_sp.add_subparsers(dest="action", required=True)
+    sp_create = sp_sub.add_parser("create", help="kstream savepoint create module:app DIR")
+    sp_create.add_argument("app", help="package.module:app")
+    sp_create.add_argument("dir", type=Path)
+    sp_create.add_argument("--stop", action="store_true",
+                           help="not supported: stop the app first instead")
+    sp_create.add_argument("--archive", action="store_true", help="also pack DIR into DIR.tar "
+                           "(and remove DIR)")
+    sp_create.add_argument("--bootstrap-servers", default=None)
+    sp_show = sp_sub.add_parser("show", help="kstream savepoint show DIR")
+    sp_show.add_argument("dir", type=Path)
+    sp_restore = sp_sub.add_parser("restore", help="kstream savepoint restore DIR module:app")
+    sp_restore.add_argument("dir", type=Path)
+    sp_restore.add_argument("app", help="package.module:app")
+    sp_restore.add_argument("--application-id", default=None,
+                            help="restore under this application id (a fork)")
+    sp_restore.add_argument("--allow-non-restored-state", action="store_true",
+                            help="stores only in the savepoint or only in the topology are "
+                                 "left out / start empty instead of failing")
+    sp_restore.add_argument("--bootstrap-servers", default=None)
+    p_sp.set_defaults(func=_cmd_savepoint)
 
     p_demo = sub.add_parser("demo", help="run a reference topology end to end on the local broker")
     p_demo.add_argument("name", nargs="?", default="wordcount")

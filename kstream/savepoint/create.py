@@ -1,0 +1,315 @@
+"""Create a savepoint of a running (or stopped) application without pausing it.
+
+Why this is consistent under exactly-once: an EOS commit is one transaction holding the
+changelog records of every store written in the interval, the records sent to repartition
+topics and the consumed input offsets (kstream.runtime.commit). So "the group's committed
+offsets" and "each changelog read read_committed up to its last stable offset (LSO)" describe
+the same state exactly when they are read at one moment, with no transaction completing in
+between. We cannot read both atomically, so we read
+
+    O1 = committed offsets (require_stable: an offset of a transaction still being completed
+         is not returned; the fetch waits until it is resolved)
+    L1 = LSO of every changelog and repartition partition
+    O2 = committed offsets again,  L2 = LSOs again
+
+and retry until O1 == O2 and L1 == L2. A transaction whose records are below L1 was decided
+before L1 was read; its offsets are then either in O1 already or (still being completed) make
+the stable fetch of O2 wait and differ from O1. A transaction whose offsets are in O1 has its
+changelog markers written at about the same time; if one is not yet written when L1 is read,
+that partition's LSO still stands at the transaction's first record and moves when the marker
+lands, so L2 differs unless the broker took longer than the whole O1..L2 read to write that one
+marker. That residual window (markers of one transaction reaching different partitions more
+than a round trip apart) is the limit of reading without pausing; `App.stop()` first removes
+it (the savepoint of a stopped app has no transaction in flight).
+
+Under at-least-once there are no transactions: the changelog may hold writes whose input
+offsets were not committed yet (they would be processed again after a restore, so the state
+counts them twice), never the other way round (offsets are committed after the changelog is
+acknowledged). Such a savepoint is marked "at_least_once" in its manifest: state is at or
+ahead of the offsets, not equal to them. Stop the app first for an exact one.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    IsolationLevel,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, OffsetSpec
+
+import kstream
+from kstream.app import App
+from kstream.runtime.topics import internal_partitions
+from kstream.savepoint.format import (
+    SavepointError,
+    archive,
+    pending_file,
+    store_file,
+    write_checksums,
+    write_kv,
+    write_records,
+)
+from kstream.savepoint.manifest import (
+    Manifest,
+    OffsetEntry,
+    PendingEntry,
+    StoreEntry,
+    fingerprint,
+    serde_name,
+    store_kind,
+)
+
+log = logging.getLogger("kstream.savepoint")
+
+TIMEOUT_S = 30.0
+CONSISTENT_READ_TIMEOUT_S = 60.0
+POLL_S = 0.2
+
+TP = tuple[str, int]
+
+
+def client_config(app: App) -> dict[str, Any]:
+    cfg = app.config
+    return {"bootstrap.servers": cfg.bootstrap_servers,
+            **{k: v for k, v in cfg.consumer_config.items()
+               if k.startswith(("security.", "sasl.", "ssl."))}}
+
+
+def create_savepoint(app: App, directory: str | Path, *, make_archive: bool = False,
+                     timeout_s: float = 300.0, say: Callable[[str], None] = log.info) -> Path:
+    """`create_savepoint(app, DIR, make_archive=False) -> Path`: write a savepoint of `app`'s
+    group (running or not) into the new directory DIR (and DIR.tar with `make_archive`).
+
+    Returns the directory (or the archive). SavepointError when DIR exists, a changelog cannot
+    be read to its consistent end within `timeout_s`, or the group has no committed offsets.
+    """
+    root = Path(directory)
+    if root.exists():
+        raise SavepointError(f"{root} already exists: a savepoint goes into a new directory")
+    topology, cfg = app.topology, app.config
+    app_id = cfg.application_id
+    topology.bind(app_id)
+    conf = client_config(app)
+    admin = AdminClient(conf)
+    metadata = admin.list_topics(timeout=TIMEOUT_S).topics
+    counts = {t: len(md.partitions) for t, md in metadata.items()}
+    missing = [t for t in topology.source_topics
+               if t not in topology.internal_topics and t not in counts]
+    if missing:
+        raise SavepointError(f"input topics do not exist: {', '.join(missing)}")
+    sizes = internal_partitions(topology, counts)
+    internal = topology.internal_topics
+    inputs = [(t, p) for t in topology.source_topics
+              for p in range(counts.get(t, sizes.get(t, 0)))]
+    stores = [b for b in topology.stores.values() if getattr(b, "logging", False)]
+    changelogs: dict[str, Any] = {b.changelog_topic(app_id): b for b in stores}
+    repartitions = [t for t, spec in internal.items() if spec.kind == "repartition"]
+    watched = [(t, p) for t in list(changelogs) + repartitions if t in counts
+               for p in range(counts[t])]
+    began = time.monotonic()
+    consumer = Consumer({**conf, "group.id": app_id, "enable.auto.commit": False,
+                         "isolation.level": "read_committed", "enable.partition.eof": True,
+                         "auto.offset.reset": "earliest"})
+    try:
+        offsets, ends = _consistent_positions(admin, consumer, inputs, watched)
+        if not any(o.offset >= 0 for o in offsets.values()):
+            raise SavepointError(f"consumer group {app_id} has no committed offsets: the app "
+                                 "never committed (nothing to save)")
+        say(f"consistent positions of {app_id} after {time.monotonic() - began:.2f}s")
+        tmp = root.with_name(f".{root.name}.{uuid.uuid4().hex[:8]}.partial")
+        tmp.mkdir(parents=True)
+        try:
+            files: list[str] = []
+            entries: list[StoreEntry] = []
+            for topic, builder in changelogs.items():
+                partitions = counts.get(topic, sizes.get(topic, 1))
+                entry = StoreEntry(builder.name, store_kind(builder),
+                                   serde_name(builder.key_serde), serde_name(builder.value_serde),
+                                   partitions, topic,
+                                   retention_ms=getattr(builder, "retention_ms", None),
+                                   segment_ms=getattr(builder, "segment_ms", None))
+                for partition in range(partitions):
+                    end = ends.get((topic, partition), 0)
+                    state = _read_changelog(consumer, topic, partition, end,
+                                            began + timeout_s)
+                    name = store_file(builder.name, partition)
+                    entry.counts[partition] = write_kv(tmp / name, sorted(state.items()))
+                    entry.changelog_end[partition] = end
+                    files.append(name)
+                entries.append(entry)
+                say(f"store {builder.name}: {sum(entry.counts.values())} entries")
+            pending: list[PendingEntry] = []
+            for topic in repartitions:
+                suffix = topic[len(app_id) + 1:]
+                for partition in range(counts.get(topic, 0)):
+                    start = max(offsets[(topic, partition)].offset, 0)
+                    end = ends.get((topic, partition), 0)
+                    records = _read_range(consumer, topic, partition, start, end,
+                                          began + timeout_s)
+                    name = pending_file(suffix, partition)
+                    pending.append(PendingEntry(suffix, partition,
+                                                write_records(tmp / name, records), start))
+                    files.append(name)
+            description, print_ = fingerprint(topology)
+            manifest = Manifest(
+                application_id=app_id, kstream_version=kstream.__version__,
+                created_at=datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+                topology_description=description, topology_fingerprint=print_,
+                processing_guarantee=cfg.processing_guarantee,
+                consistency=("exactly_once: store contents equal the committed offsets"
+                             if cfg.exactly_once else
+                             "at_least_once: stores may be ahead of the committed offsets"),
+                stores=entries,
+                offsets=[o for o in offsets.values() if o.topic not in internal
+                         or internal[o.topic].kind == "repartition"],
+                pending=pending,
+                input_partitions={t: counts[t] for t in topology.source_topics
+                                  if t not in internal and t in counts})
+            manifest.write(tmp)
+            write_checksums(tmp, [*files, "manifest.json"])
+            tmp.rename(root)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    finally:
+        consumer.close()
+    total = sum(sum(e.counts.values()) for e in entries)
+    say(f"savepoint {root}: {len(entries)} stores, {total} entries, "
+        f"{len([o for o in offsets.values() if o.offset >= 0])} offsets, "
+        f"{time.monotonic() - began:.2f}s")
+    if make_archive:
+        packed = archive(root)
+        shutil.rmtree(root)
+        return packed
+    return root
+
+
+def _consistent_positions(admin: AdminClient, consumer: Consumer, inputs: list[TP],
+                          watched: list[TP]) -> tuple[dict[TP, OffsetEntry], dict[TP, int]]:
+    """(committed offsets, LSOs) read at one consistent moment: see the module docstring."""
+    deadline = time.monotonic() + CONSISTENT_READ_TIMEOUT_S
+    attempts = 0
+    while True:
+        attempts += 1
+        first = _committed(consumer, inputs)
+        ends = _stable_ends(admin, watched)
+        second = _committed(consumer, inputs)
+        ends_again = _stable_ends(admin, watched)
+        if first == second and ends == ends_again:
+            log.info("event=savepoint_positions attempts=%d", attempts)
+            return {(o.topic, o.partition): o for o in second}, ends
+        if time.monotonic() > deadline:
+            raise SavepointError(
+                f"no consistent moment found in {CONSISTENT_READ_TIMEOUT_S:.0f}s "
+                f"({attempts} attempts): commits never paused between two reads; stop the app "
+                "and take the savepoint then")
+
+
+def _committed(consumer: Consumer, partitions: list[TP]) -> list[OffsetEntry]:
+    if not partitions:
+        return []
+    deadline = time.monotonic() + TIMEOUT_S
+    while True:
+        try:
+            tps = consumer.committed([TopicPartition(t, p) for t, p in partitions],
+                                     timeout=TIMEOUT_S)
+            break
+        except KafkaException as exc:
+            if not exc.args[0].retriable() or time.monotonic() > deadline:
+                raise SavepointError(f"cannot read committed offsets: {exc}") from exc
+            time.sleep(0.1)
+    return [OffsetEntry(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else -1,
+                        getattr(tp, "metadata", None) or "") for tp in tps]
+
+
+def _stable_ends(admin: AdminClient, partitions: list[TP]) -> dict[TP, int]:
+    """Last stable offset of each partition (read_committed ListOffsets) in one request."""
+    if not partitions:
+        return {}
+    request = {TopicPartition(t, p): OffsetSpec.latest() for t, p in partitions}
+    futures = admin.list_offsets(request, isolation_level=IsolationLevel.READ_COMMITTED,
+                                 request_timeout=TIMEOUT_S)
+    out = {}
+    for tp, future in futures.items():
+        try:
+            out[(tp.topic, tp.partition)] = future.result(timeout=TIMEOUT_S).offset
+        except KafkaException as exc:
+            raise SavepointError(f"cannot read the end of {tp.topic}[{tp.partition}]: "
+                                 f"{exc}") from exc
+    return out
+
+
+def _read_range(consumer: Consumer, topic: str, partition: int, start: int, end: int,
+                deadline: float) -> list[tuple[int, bytes | None, bytes | None]]:
+    """(timestamp, key, value) of the committed records with start <= offset < end."""
+    out: list[tuple[int, bytes | None, bytes | None]] = []
+    for msg in _messages(consumer, topic, partition, start, end, deadline):
+        out.append((msg.timestamp()[1], msg.key(), msg.value()))
+    return out
+
+
+def _read_changelog(consumer: Consumer, topic: str, partition: int, end: int,
+                    deadline: float) -> dict[bytes, bytes]:
+    """A changelog partition's live entries below `end`: latest value per key, tombstones
+    removing."""
+    state: dict[bytes, bytes] = {}
+    for msg in _messages(consumer, topic, partition, OFFSET_BEGINNING, end, deadline):
+        key, value = msg.key(), msg.value()
+        if key is None:
+            continue
+        if value is None:
+            state.pop(key, None)
+        else:
+            state[key] = value
+    return state
+
+
+def _messages(consumer: Consumer, topic: str, partition: int, start: int, end: int,
+              deadline: float) -> Any:
+    """Committed messages of one partition with offset < end (read_committed skips aborted
+    ones and markers), from `start`; bounded by `deadline`."""
+    if end <= 0 or (start >= 0 and start >= end):
+        return
+    tp = TopicPartition(topic, partition, start)
+    consumer.assign([tp])
+    try:
+        while True:
+            if time.monotonic() > deadline:
+                raise SavepointError(f"reading {topic}[{partition}] up to offset {end} did "
+                                     "not finish in time")
+            batch = consumer.consume(10_000, POLL_S)
+            done = False
+            for msg in batch:
+                err = msg.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        done = True
+                        continue
+                    raise SavepointError(f"reading {topic}[{partition}]: {err}")
+                offset = msg.offset()
+                if offset is None or offset >= end:
+                    done = True
+                    break
+                yield msg
+            if done or _position(consumer, topic, partition) >= end:
+                return
+    finally:
+        consumer.unassign()
+
+
+def _position(consumer: Consumer, topic: str, partition: int) -> int:
+    (tp,) = consumer.position([TopicPartition(topic, partition)])
+    return int(tp.offset)
