@@ -40,7 +40,7 @@ def scenarios(draw: st.DrawFn) -> tuple[list[Event], JoinWindows]:
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenario=scenarios(), rekey=st.sampled_from([(), (LEFT,), (LEFT, RIGHT)]))
 def test_stream_join_matches_the_model(kind: str, scenario: tuple[list[Event], JoinWindows],
                                        rekey: tuple[int, ...]) -> None:
