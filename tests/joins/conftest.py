@@ -1,22 +1,17 @@
-"""Fixtures for join tests that run apps as real processes (helpers from tests/engine)."""
+"""Fixtures for join tests that run apps (tests/joins/apps) as real processes."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 
-ENGINE_TESTS = Path(__file__).resolve().parent.parent / "engine"
-if str(ENGINE_TESTS) not in sys.path:
-    sys.path.insert(0, str(ENGINE_TESTS))
+from kstream.testing import AppProcess
 
 
 @pytest.fixture
-def join_processes() -> Iterator[list[Any]]:
-    procs: list[Any] = []
+def join_processes() -> Iterator[list[AppProcess]]:
+    procs: list[AppProcess] = []
     yield procs
     for p in procs:
         if p.alive():

@@ -17,8 +17,6 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import subprocess
-import sys
 import time
 from collections import Counter, deque
 from pathlib import Path
@@ -26,9 +24,8 @@ from typing import Any
 
 import orjson
 import pytest
-from engine_helpers import AppProcess, committed_total
 
-from kstream.testing import KafkaCluster, wait_until
+from kstream.testing import AppProcess, KafkaCluster, wait_until
 
 APPS = Path(__file__).parent / "apps"
 PARTITIONS = 4
@@ -39,18 +36,6 @@ STREAM_KEYS, TABLE_KEYS = 800, 300
 SPAN, WINDOW, GRACE = 60_000, 5_000, 70_000
 EPOCH_GAP = SPAN + WINDOW + GRACE + 1_000
 KILLS_PER_EPOCH = int(os.environ.get("JOIN_CRASH_KILLS_PER_EPOCH", "2"))
-
-
-class JoinAppProcess(AppProcess):
-    """engine_helpers.AppProcess, started from this directory's apps."""
-
-    def start(self) -> JoinAppProcess:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child process
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kstream.cli", "run", f"{self.module}:app"],
-            cwd=APPS, env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        return self
 
 
 class Inputs:
@@ -150,7 +135,8 @@ def test_the_table_check_rejects_duplicates_and_losses() -> None:
 
 
 def committed(kafka: KafkaCluster, app_id: str, topics: list[str]) -> int:
-    return sum(committed_total(kafka, app_id, t) for t in topics)
+    return sum(max(0, offset) for t in topics
+               for offset in kafka.committed_offsets(app_id, t).values())
 
 
 @pytest.mark.slow
@@ -174,16 +160,16 @@ def test_joins_exactly_once_survive_sigkill(kafka, topic_factory, tmp_path,  # t
     inputs = Inputs(rng)
     produced = 0
     runs = 0
-    proc: JoinAppProcess | None = None
+    proc: AppProcess | None = None
 
-    def start() -> JoinAppProcess:
+    def start() -> AppProcess:
         nonlocal runs
-        p = JoinAppProcess("join_app", env, tmp_path / f"run{runs}.log").start()
+        p = AppProcess("join_app", env, tmp_path / f"run{runs}.log", cwd=APPS).start()
         runs += 1
         join_processes.append(p)
         return p
 
-    def wait_for(target: int, p: JoinAppProcess, timeout: float) -> int:
+    def wait_for(target: int, p: AppProcess, timeout: float) -> int:
         def progressed() -> int:
             if not p.alive():
                 raise AssertionError(f"app exited early:\n{p.log_tail()}")
