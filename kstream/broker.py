@@ -233,6 +233,9 @@ def _server_properties(data_dir: Path, port: int, controller_port: int) -> str:
         "log.segment.bytes": str(64 * 1024 * 1024),
         "log.cleaner.dedupe.buffer.size": str(8 * 1024 * 1024),
         "auto.create.topics.enable": "false",
+        # No time-based retention: tests, demos and samples use fixed historic timestamps,
+        # which the default 7 days would delete at the next retention check (every 5 min).
+        "log.retention.ms": "-1",
     }
     return "".join(f"{k}={v}\n" for k, v in settings.items())
 

@@ -48,6 +48,7 @@ def _container_cluster() -> Iterator[KafkaCluster]:
         .with_env("KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS", "0")
         .with_env("KAFKA_GROUP_MIN_SESSION_TIMEOUT_MS", "3000")
         .with_env("KAFKA_AUTO_CREATE_TOPICS_ENABLE", "false")
+        .with_env("KAFKA_LOG_RETENTION_MS", "-1")  # fixed historic timestamps in tests
     )
     with container:
         bootstrap = f"127.0.0.1:{port}"
