@@ -37,7 +37,7 @@ def own_broker(tmp_path: Path) -> Iterator[LocalBroker]:
 def test_stuck_loop_is_reported_and_sigterm_still_stops_it(
         own_broker: LocalBroker, tmp_path: Path, app_processes: list[AppProcess]) -> None:
     # Its own broker: the forced exit leaves a transaction open until the broker times it
-    # out, and a shared broker in that state was seen to upset a reset test that ran next.
+    # out; that stays off the broker the other tests share.
     kafka = KafkaCluster(own_broker.bootstrap_servers)
     inp = kafka.create_topic(kafka.unique_name("in"))
     out = kafka.create_topic(kafka.unique_name("out"))
