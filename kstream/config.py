@@ -32,7 +32,7 @@ _RESERVED_PRODUCER = {"transactional.id", "enable.idempotence", "bootstrap.serve
 _INT_FIELDS = ("commit_interval_ms", "batch_size", "poll_timeout_ms", "transaction_timeout_ms",
                "session_timeout_ms", "topic_partitions", "shutdown_timeout_ms",
                "restore_timeout_ms", "watchdog_timeout_ms", "startup_timeout_ms", "metrics_port",
-               "query_port")
+               "query_port", "max_task_idle_ms", "buffered_records_per_partition")
 _APP_ID = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
 
 
@@ -71,6 +71,12 @@ class AppConfig:
     # Run stateless chains as generated functions (same results, fewer calls per record);
     # False runs each operator's process(), to rule fusion out when debugging.
     fusion: bool = True
+    # Tasks reading several partitions (joins, merges) take records lowest timestamp first
+    # (kstream.runtime.ordering). When one partition has nothing fetched and is at its end,
+    # wait this long for it before going on (Kafka Streams' max.task.idle.ms; -1: never wait).
+    max_task_idle_ms: int = 0
+    # Held records per partition of such a task before its fetching pauses (memory bound).
+    buffered_records_per_partition: int = 10_000
     consumer_config: dict[str, Any] = field(default_factory=dict)
     producer_config: dict[str, Any] = field(default_factory=dict)
 
@@ -97,6 +103,10 @@ class AppConfig:
                      "restore_timeout_ms", "watchdog_timeout_ms", "startup_timeout_ms"):
             if int(getattr(self, name)) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if self.max_task_idle_ms < -1:
+            raise ConfigError("max_task_idle_ms must be >= -1 (-1: never wait)")
+        if self.buffered_records_per_partition < 2:
+            raise ConfigError("buffered_records_per_partition must be at least 2")
         if self.commit_interval_ms is not None and self.commit_interval_ms < 0:
             raise ConfigError("commit_interval_ms must be >= 0")
         if self.auto_offset_reset not in ("earliest", "latest"):

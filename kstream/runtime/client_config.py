@@ -38,7 +38,8 @@ def producer_config(cfg: AppConfig, transactional_id: str | None, logs_changelog
 
 
 def consumer_config(cfg: AppConfig, on_stats: Callable[[str], None],
-                    on_error: Callable[[Any], None]) -> dict[str, Any]:
+                    on_error: Callable[[Any], None], *,
+                    partition_eof: bool = False) -> dict[str, Any]:
     conf: dict[str, Any] = {
         "bootstrap.servers": cfg.bootstrap_servers,
         "group.id": cfg.application_id,
@@ -57,6 +58,10 @@ def consumer_config(cfg: AppConfig, on_stats: Callable[[str], None],
         "logger": client_logger(),
         **cfg.consumer_config,
     }
+    if partition_eof:
+        # Timestamp ordering across a task's partitions needs to know which are at their end
+        # (kstream.runtime.ordering); the events never reach tasks.
+        conf["enable.partition.eof"] = True
     if cfg.advertised_server is not None:
         # The query endpoint rides in the group membership (see kstream.hosts).
         conf["client.id"] = advertised_client_id(

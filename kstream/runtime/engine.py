@@ -47,6 +47,7 @@ from kstream.runtime.identity import InstanceIdentity
 from kstream.runtime.kafka_errors import ErrorClass, classify
 from kstream.runtime.lifecycle import EngineLifecycle, EngineState
 from kstream.runtime.meters import EngineMeters
+from kstream.runtime.ordering import InputOrderer
 from kstream.runtime.outage import OutageWaiter, StopRequested
 from kstream.runtime.stats import EngineStats
 from kstream.runtime.task import Message as TaskMessage
@@ -78,6 +79,12 @@ class Engine:
         self.meters = EngineMeters()  # per-partition counts, latencies (kstream.metrics)
         self.subtopologies = topology.subtopologies()
         self._sub_of_topic = {t: s for s in self.subtopologies for t in s.source_topics}
+        # Tasks of sub-topologies with several source topics see records in timestamp order.
+        self._ordered = any(len(s.source_topics) > 1 for s in self.subtopologies)
+        self._orderer = InputOrderer(config.max_task_idle_ms,
+                                     config.buffered_records_per_partition,
+                                     lambda tps: self._consumer_call("pause", tps),
+                                     lambda tps: self._consumer_call("resume", tps))
         self.queries = QueryableTasks(self.topology)  # what interactive queries may read
         self.tasks: dict[tuple[int, int], Task] = {}
         self._handlers: dict[str, dict[int, Callable[[TaskMessage], None]]] = {}
@@ -198,6 +205,8 @@ class Engine:
         msgs: list[TaskMessage] = self.consumer.consume(  # type: ignore[assignment]
             cfg.batch_size, cfg.poll_timeout_ms / 1000)
         self._raise_deferred()
+        if self._orderer.active:
+            msgs = self._orderer.order(msgs) if msgs else self._orderer.release_due()
         if self._producer_saw_outage and not self.committer.in_transaction:
             self._renew_producer_after_outage()
         if msgs:
@@ -309,6 +318,8 @@ class Engine:
 
     def _consumer_error(self, msg: TaskMessage) -> None:
         err: KafkaError = msg.error()
+        if err.code() == KafkaError._PARTITION_EOF:
+            return  # asked for by the orderer; informative only
         if err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
             self._check_topic_gone(msg.topic() or "", err)
             return
@@ -356,10 +367,14 @@ class Engine:
     def _commit(self, overrides: dict[tuple[str, int], int] | None = None) -> None:
         assert self.committer is not None
         offsets = []
+        held = self._orderer.held_offsets()  # fetched, not processed: not consumed either
         for tp in self._positions():
             offset = tp.offset
-            if overrides and (tp.topic, tp.partition) in overrides:
-                offset = overrides[(tp.topic, tp.partition)]
+            key = (tp.topic, tp.partition)
+            if overrides and key in overrides:
+                offset = overrides[key]
+            if key in held:
+                offset = min(offset, held[key]) if offset >= 0 else held[key]
             if offset < 0:
                 continue
             task = self.tasks.get((self._sub_of_topic[tp.topic].index, tp.partition))
@@ -602,6 +617,11 @@ class Engine:
         for tp in self._assignment:
             task = self.tasks[(self._sub_of_topic[tp.topic].index, tp.partition)]
             self._handlers.setdefault(tp.topic, {})[tp.partition] = task.handler(tp.topic)
+        by_task: dict[tuple[int, int], list[tuple[str, int]]] = defaultdict(list)
+        for tp in self._assignment:
+            by_task[(self._sub_of_topic[tp.topic].index, tp.partition)].append(
+                (tp.topic, tp.partition))
+        self._orderer.assign(by_task.values())
         self.queries.publish(self.tasks)
 
     def _restore(self, tasks: list[Task]) -> None:
@@ -636,6 +656,7 @@ class Engine:
         self.tasks.clear()
         self._handlers = {}
         self._assignment = []
+        self._orderer.assign([])
 
     def _recreate_tasks(self) -> None:
         assignment = self._assignment
@@ -696,7 +717,19 @@ class Engine:
             self.collector.on_delivery(err, msg)
 
     def _consumer_config(self) -> dict[str, Any]:
-        return consumer_config(self.config, self._on_consumer_stats, self._on_client_error)
+        return consumer_config(self.config, self._on_consumer_stats, self._on_client_error,
+                               partition_eof=self._ordered)
+
+    def _consumer_call(self, name: str, partitions: list[TopicPartition]) -> None:
+        """pause/resume for the orderer's back-pressure; a failure only costs memory or a
+        refetch, never a record, so it is logged, not raised."""
+        if self.consumer is None:
+            return
+        try:
+            getattr(self.consumer, name)(partitions)
+        except KafkaException as exc:
+            log.warning("event=%s_failed partitions=%s error=%s", name, _describe(partitions),
+                        exc)
 
     def _on_consumer_stats(self, payload: str) -> None:
         try:
