@@ -14,6 +14,7 @@ from typing import Any
 from kstream.state.backend import Backend, prefix_end, successor
 from kstream.state.buffer import WriteBuffer
 from kstream.state.changelog import ChangelogCollector
+from kstream.state.round_trip import StoreRoundTripError, first_difference
 from serdes import Serde, SerdeContext, TupleKeySerde, prefix_range
 
 CACHE_ENTRIES = 10_000
@@ -46,6 +47,9 @@ class KeyValueStore:
         self._ser_key, self._de_key = key_serde.serialize, key_serde.deserialize
         self._ser_value, self._de_value = value_serde.serialize, value_serde.deserialize
         self._cache: dict[Any, Any] = {}
+        # The TopologyTestDriver turns this on: every put is decoded again and compared (see
+        # kstream.state.round_trip), so tests see what a restart would read back.
+        self.check_round_trip = False
 
     def __repr__(self) -> str:
         return f"KeyValueStore({self.name!r}, partition={self.partition})"
@@ -114,15 +118,19 @@ class KeyValueStore:
     # -- writes --------------------------------------------------------------------------------
     def put(self, key: Any, value: Any) -> None:
         """Buffer a write; value None deletes. Visible to this task's reads at once."""
-        self._buffer.put(self._key_bytes(key),
-                         None if value is None else self._ser_value(value, self._value_ctx))
+        data = None if value is None else self._ser_value(value, self._value_ctx)
+        if self.check_round_trip and data is not None:
+            self._check_round_trip(key, value, data)
+        self._buffer.put(self._key_bytes(key), data)
         self._cached_write(key, value)
 
     def put_uncached(self, key: Any, value: Any) -> None:
         """put() for entries written once and not read back by key (join buffers): the read
         cache drops the key instead of taking the value, so such writes never churn it."""
-        self._buffer.put(self._key_bytes(key),
-                         None if value is None else self._ser_value(value, self._value_ctx))
+        data = None if value is None else self._ser_value(value, self._value_ctx)
+        if self.check_round_trip and data is not None:
+            self._check_round_trip(key, value, data)
+        self._buffer.put(self._key_bytes(key), data)
         if self._cache:
             with contextlib.suppress(TypeError):  # unhashable key: never cached
                 self._cache.pop(key if type(key) is str else (type(key), key), None)
@@ -140,6 +148,16 @@ class KeyValueStore:
             cache[ck] = value
         except TypeError:  # unhashable key: no caching
             pass
+
+    def _check_round_trip(self, key: Any, value: Any, data: bytes) -> None:
+        read = self._de_value(data, self._value_ctx)
+        problem = first_difference(value, read)
+        if problem is not None:
+            serde = type(getattr(self._ser_value, "__self__", None)).__name__
+            raise StoreRoundTripError(
+                f"store {self.name!r}, key {key!r:.60}: {problem} after a restart (the store "
+                f"reads values back through {serde}). Store a type the serde keeps, or give "
+                f"the store a serde for this type (value_serde=...).")
 
     def _key_bytes(self, key: Any) -> bytes:
         if key is None:

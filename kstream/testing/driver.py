@@ -47,6 +47,7 @@ from kstream.runtime.collector import KafkaRecordCollector
 from kstream.runtime.commit import make_committer
 from kstream.runtime.stats import EngineStats
 from kstream.runtime.task import Task, build_task
+from kstream.state.kv import KeyValueStore
 from kstream.testing._fake_clients import (
     FakeConsumer,
     FakeKafka,
@@ -114,7 +115,7 @@ class TopologyTestDriver:
                  partitions: Mapping[str, int] | None = None, error_policy: str = ERROR_FAIL,
                  processing_guarantee: str = EXACTLY_ONCE, initial_wall_clock_ms: int = 0,
                  state_dir: Path | str | None = None, commit_every: int | None = 1,
-                 fusion: bool = True) -> None:
+                 fusion: bool = True, check_store_round_trip: bool = True) -> None:
         if error_policy not in ERROR_POLICIES:
             raise ConfigError(f"error_policy {error_policy!r} must be one of "
                               f"{', '.join(ERROR_POLICIES)}")
@@ -134,6 +135,10 @@ class TopologyTestDriver:
         self.processing_guarantee = processing_guarantee
         self.commit_every = commit_every
         self.fusion = fusion  # as AppConfig.fusion: False runs every operator's process()
+        # Every store write is decoded again and compared: a value that would read back
+        # different after a restart (JSON: datetime -> str, tuple -> list) raises
+        # StoreRoundTripError naming store, key and types (kstream.state.round_trip).
+        self.check_store_round_trip = check_store_round_trip
         self.dlq_topic = f"{application_id}-dlq"
         self._partitions = self._check_topics(dict(partitions or {}))
         self._sub_of_topic = {t: s.index for s in self._subtopologies for t in s.source_topics}
@@ -210,7 +215,14 @@ class TopologyTestDriver:
                 self._tasks[(sub.index, partition)] = build_task(
                     self.application_id, self.topology, sub, partition, self._collector,
                     self.state_dir, self._clock, fusion=self.fusion)
+                self._check_round_trips(self._tasks[(sub.index, partition)])
         self._bind_handlers()
+
+    def _check_round_trips(self, task: Task) -> None:
+        for store in task.stores.values():
+            kv = getattr(store, "kv", store)  # window and session stores wrap a KeyValueStore
+            if isinstance(kv, KeyValueStore):
+                kv.check_round_trip = self.check_store_round_trip
 
     def _bind_handlers(self) -> None:
         self._ordered_tasks = [self._tasks[key] for key in sorted(self._tasks)]
