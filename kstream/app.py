@@ -107,6 +107,8 @@ class App:
         return create_savepoint(self, directory, make_archive=make_archive)
 
     def stop(self) -> None:
+        """Ask a running `run()` to stop, as SIGTERM does (finish the batch, commit, leave the
+        group); returns at once. Safe from another thread; does nothing before `run()`."""
         if self._engine is not None:
             self._engine.request_stop()
 
@@ -116,7 +118,10 @@ class App:
         if self._engine is None:
             return {}
         snapshot = self._engine.stats.snapshot()
-        snapshot["late_records"] += sum(t.dropped_late for t in list(self._engine.tasks.values()))
+        tasks = list(self._engine.tasks.values())
+        snapshot["late_records"] += sum(t.dropped_late for t in tasks)
+        for reason in ("null_key", "null_value"):
+            snapshot[f"skipped_{reason}"] += sum(t.skipped[reason] for t in tasks)
         return snapshot
 
     # -- interactive queries -------------------------------------------------------------------

@@ -173,10 +173,13 @@ class EngineCollector(Collector):
         family = CounterMetricFamily(
             "kstream_dropped_records",
             "Records that did not go through the topology, by reason: late (outside every "
-            "window's grace), deserialization, timestamp or processing errors (dead-lettered "
-            "or stopping the app, per error_policy)",
+            "window's grace), null_key / null_value (skipped by an aggregation or join), "
+            "deserialization, timestamp or processing errors (dead-lettered or stopping the "
+            "app, per error_policy)",
             labels=["application_id", "reason"])
         family.add_metric([self._application_id, "late"], values.get("late_records", 0))
+        for reason in ("null_key", "null_value"):
+            family.add_metric([self._application_id, reason], values.get(f"skipped_{reason}", 0))
         bad = dict(meters.bad_records)
         for stage, reason in _STAGE_REASONS.items():
             family.add_metric([self._application_id, reason], bad.get(stage, 0))

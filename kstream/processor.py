@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kstream.record import Record
 
@@ -29,12 +29,26 @@ STREAM_TIME = PunctuationType.STREAM_TIME
 WALL_CLOCK_TIME = PunctuationType.WALL_CLOCK_TIME
 
 
+class Cancellable(Protocol):
+    """What `ProcessorContext.schedule` returns: `cancel()` stops the punctuation."""
+
+    def cancel(self) -> None:
+        """Stop firing the scheduled callback."""
+
+
 class Processor:
-    """Subclass and implement `process`; call `self.context.forward(record)` to emit."""
+    """Subclass and implement `process`; call `self.context.forward(record)` to emit.
+
+    Connect it with `stream.process(MyProcessor, "store", ...)` or
+    `topology.add_processor(name, MyProcessor, parent)`: one instance per task.
+    """
 
     context: ProcessorContext
 
     def init(self, context: ProcessorContext) -> None:
+        """Called once before the first record; keeps `context` as `self.context`. Override
+        to look up stores (`context.get_store(name)`) and schedule punctuations; call
+        `super().init(context)` first."""
         self.context = context
 
     def process(self, record: Record) -> None:
@@ -55,6 +69,10 @@ class ProcessorContext:
         self.node_name = node_name
         self._children: dict[str, Forward] = {}
         self._downstream: Forward = _drop
+
+    def _skip(self, reason: str, record: Record) -> None:
+        """DSL operators: `record` cannot take part (null key/value); counted and logged."""
+        self._task.skip(reason, self.node_name, record)
 
     # -- wiring (done by the task) -------------------------------------------------------------
     def _connect(self, children: dict[str, Forward]) -> None:
@@ -93,20 +111,25 @@ class ProcessorContext:
         return self._task.get_store(name, self.node_name)
 
     def schedule(self, interval_ms: int, kind: PunctuationType,
-                 callback: Callable[[int], None]) -> Any:
-        """Call `callback(timestamp)` every `interval_ms` of stream or wall-clock time."""
+                 callback: Callable[[int], None]) -> Cancellable:
+        """Call `callback(timestamp) -> None` every `interval_ms` of stream time
+        (`STREAM_TIME`: advanced by records) or wall-clock time (`WALL_CLOCK_TIME`).
+        Returns a handle whose `cancel()` stops it."""
         return self._task.schedule(interval_ms, kind, callback)
 
     @property
     def application_id(self) -> str:
+        """The application id (consumer group, prefix of internal topics)."""
         return self._task.application_id
 
     @property
     def task_id(self) -> str:
+        """This task's id: `<sub-topology>_<partition>`, as Kafka Streams names tasks."""
         return self._task.task_id
 
     @property
     def partition(self) -> int:
+        """The input partition this task processes."""
         return self._task.partition
 
     @property
@@ -116,6 +139,7 @@ class ProcessorContext:
 
     @property
     def wall_clock_time(self) -> int:
+        """The current wall-clock time in ms (the driver's clock under TopologyTestDriver)."""
         return self._task.wall_clock_ms()
 
 

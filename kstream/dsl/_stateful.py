@@ -46,6 +46,7 @@ class AggregateOp(Processor):
     def process(self, record: Record) -> None:
         key, value = record.key, record.value
         if key is None or value is None:
+            self.context._skip("null_key" if key is None else "null_value", record)
             return
         old = aggregate = self._get(key)
         if aggregate is None:
@@ -113,6 +114,7 @@ class StreamTableJoinOp(Processor):
 
     def process(self, record: Record) -> None:
         if record.key is None:
+            self.context._skip("null_key", record)
             return
         other = self._get(record.key)
         if other is None and not self._left:

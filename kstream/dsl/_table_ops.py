@@ -131,6 +131,7 @@ class TableSourceOp(_Operator):
     def process(self, record: Record) -> None:
         key = record.key
         if key is None:
+            self.context._skip("null_key", record)
             return
         old = self._get(key)
         self._put(key, record.value)

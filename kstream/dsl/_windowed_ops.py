@@ -208,6 +208,7 @@ class TimeWindowAggregateOp(_WindowedAggregate):
         key = record.key
         value = record.value
         if key is None or value is None:
+            self.context._skip("null_key" if key is None else "null_value", record)
             return
         st = self._task.stream_time
         ts = record.timestamp
@@ -320,6 +321,7 @@ class SlidingWindowAggregateOp(_WindowedAggregate):
     def process(self, record: Record) -> None:
         key = record.key
         if key is None or record.value is None:
+            self.context._skip("null_key" if key is None else "null_value", record)
             return
         st = self._task.stream_time
         ts = record.timestamp
@@ -428,6 +430,7 @@ class SessionWindowAggregateOp(_WindowedAggregate):
     def process(self, record: Record) -> None:
         key = record.key
         if key is None or record.value is None:
+            self.context._skip("null_key" if key is None else "null_value", record)
             return
         st = self._task.stream_time
         ts = record.timestamp

@@ -648,6 +648,8 @@ class Engine:
     def _retire(self, task: Task) -> None:
         self.queries.withdraw()  # no query reads a store from here on
         self.stats.late_records += task.dropped_late  # keep counts across task lifetimes
+        self.stats.skipped_null_key += task.skipped["null_key"]
+        self.stats.skipped_null_value += task.skipped["null_value"]
         task.close()
 
     def _close_tasks(self) -> None:

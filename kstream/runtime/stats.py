@@ -17,6 +17,11 @@ class EngineStats:
     lag: int = 0
     restored: int = 0
     late_records: int = 0  # of closed tasks; live tasks add their own
+    # Records an operator skipped because they cannot take part (Kafka Streams skips and
+    # counts these too): a null key into an aggregation or join, a null value into an
+    # aggregation. Of closed tasks; live tasks add their own.
+    skipped_null_key: int = 0
+    skipped_null_value: int = 0
     recoveries: int = 0  # aborts-and-rewinds after Kafka errors (outages, abortable states)
     ready: int = 1  # 0 while waiting for Kafka (an outage); a gauge, not a counter
 

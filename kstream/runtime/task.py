@@ -6,6 +6,7 @@ message-like objects and a record collector, so there is one processing path.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -28,6 +29,12 @@ from kstream.runtime.punctuation import PunctuationSchedule, Punctuator
 from kstream.runtime.sink import SinkOp
 from kstream.topology import ProcessorNode, SinkNode, SourceNode, SubTopology, Topology
 from serdes import SerdeContext
+
+log = logging.getLogger("kstream.task")
+
+SKIP_NULL_KEY = "null_key"
+SKIP_NULL_VALUE = "null_value"
+SKIP_LOG_INTERVAL_S = 10.0
 
 
 class Message(Protocol):
@@ -81,6 +88,8 @@ class Task:
         self.stores: dict[str, Any] = stores or {}
         self.stream_time = -1
         self.dropped_late = 0  # records too late for their window (windowed operators count)
+        self.skipped = {SKIP_NULL_KEY: 0, SKIP_NULL_VALUE: 0}  # see skip()
+        self._skip_logged: dict[str, float] = {}
         self._clock = clock or (lambda: int(time.time() * 1000))
         self._fusion = fusion
         self._store_users: dict[str, set[str]] = {}
@@ -236,6 +245,18 @@ class Task:
 
     def wall_clock_ms(self) -> int:
         return self._clock()
+
+    def skip(self, reason: str, node: str, record: Record) -> None:
+        """An operator could not use `record` (null key or value): count it by reason and
+        log it, at most once per operator and reason every SKIP_LOG_INTERVAL_S."""
+        self.skipped[reason] += 1
+        now = time.monotonic()
+        what = f"{node}/{reason}"
+        if now - self._skip_logged.get(what, -SKIP_LOG_INTERVAL_S) >= SKIP_LOG_INTERVAL_S:
+            self._skip_logged[what] = now
+            log.warning("event=record_skipped reason=%s operator=%s record=%s[%s]@%s "
+                        "skipped_so_far=%d", reason, node, record.topic, record.partition,
+                        record.offset, self.skipped[reason])
 
     def get_store(self, name: str, processor: str) -> Any:
         if processor not in self._store_users.get(name, ()):

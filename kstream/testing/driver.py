@@ -158,6 +158,7 @@ class TopologyTestDriver:
         self._roots_done = 0  # how many of them were processed
         self._uncommitted = 0
         self._late_retired = 0  # late-record counts of tasks replaced by a rewind
+        self._skipped_retired: dict[str, int] = {}  # likewise for skipped records
         self._stopped: BaseException | None = None
         self._closed = False
         self._own_state_dir = state_dir is None
@@ -276,6 +277,16 @@ class TopologyTestDriver:
     def late_records(self) -> int:
         """Records windowed operators dropped as too late (each operator counts its own)."""
         return self._late_retired + sum(task.dropped_late for task in self._tasks.values())
+
+    @property
+    def skipped_records(self) -> dict[str, int]:
+        """Records operators skipped, by reason: "null_key" (aggregations, joins, tables),
+        "null_value" (aggregations). Each skip is also logged (rate-limited)."""
+        counts = dict(self._skipped_retired)
+        for task in self._tasks.values():
+            for reason, count in task.skipped.items():
+                counts[reason] = counts.get(reason, 0) + count
+        return {reason: counts.get(reason, 0) for reason in ("null_key", "null_value")}
 
     def get_store(self, name: str, partition: int = 0) -> Any:
         """The store object that `build_task` created for `name` in the given partition's task."""
@@ -572,6 +583,8 @@ class TopologyTestDriver:
         for key, old in list(self._tasks.items()):
             # Not old.close(): that would close the stores the new task keeps.
             self._late_retired += old.dropped_late
+            for reason, count in old.skipped.items():
+                self._skipped_retired[reason] = self._skipped_retired.get(reason, 0) + count
             self._tasks[key] = Task(self.application_id, self.topology,
                                     self._subtopologies[key[0]], key[1], self._collector,
                                     old.stores, self._clock, fusion=self.fusion)
