@@ -43,7 +43,8 @@ class PartitionGroup:
 
     def __init__(self, partitions: Iterable[TP], max_idle_ms: int,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.queues: dict[TP, deque[Any]] = {tp: deque() for tp in partitions}
+        self.queues: dict[TP, deque[Any]] = {tp: deque() for tp in sorted(partitions)}
+        self._ordered_queues = list(self.queues.values())  # by (topic, partition): tie order
         self._at_end: dict[TP, bool] = dict.fromkeys(self.queues, False)
         self._idle_since: dict[TP, float | None] = dict.fromkeys(self.queues, None)
         self._max_idle_s = max_idle_ms / 1000
@@ -59,15 +60,42 @@ class PartitionGroup:
 
     def release(self, out: list[Any]) -> None:
         """Append what may be processed now to `out`, lowest timestamp first."""
-        queues = self.queues
+        queues = self._ordered_queues
         while True:
-            heads = [(q[0].timestamp()[1], tp) for tp, q in queues.items() if q]
-            if not heads:
+            ready = [q for q in queues if q]
+            if not ready:
                 return
-            if len(heads) < len(queues) and self._must_wait():
+            if len(ready) < len(queues) and self._must_wait():
                 return
-            _, tp = min(heads)
-            out.append(queues[tp].popleft())
+            if len(ready) == 1:
+                # The others are empty and not waited for: nothing can come between (no new
+                # fetch happens inside this call), so the whole queue goes, in offset order.
+                out.extend(ready[0])
+                ready[0].clear()
+                return
+            if len(ready) == 2:
+                self._merge_two(ready[0], ready[1], out)
+                continue
+            head = min(ready, key=lambda q: q[0].timestamp()[1])  # first minimum: tp order
+            out.append(head.popleft())
+
+    @staticmethod
+    def _merge_two(first: deque[Any], second: deque[Any], out: list[Any]) -> None:
+        """Until one runs dry: the lower head goes; a tie goes to `first` (lower tp)."""
+        append = out.append
+        a_ts = first[0].timestamp()[1]
+        b_ts = second[0].timestamp()[1]
+        while True:
+            if a_ts <= b_ts:
+                append(first.popleft())
+                if not first:
+                    return
+                a_ts = first[0].timestamp()[1]
+            else:
+                append(second.popleft())
+                if not second:
+                    return
+                b_ts = second[0].timestamp()[1]
 
     def _must_wait(self) -> bool:
         now = self._clock()
