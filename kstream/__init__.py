@@ -6,7 +6,16 @@ The public API is what this module exports; everything in underscore modules and
 
 from kstream.app import App
 from kstream.config import AT_LEAST_ONCE, AT_MOST_ONCE, EXACTLY_ONCE, AppConfig, ConfigError
-from kstream.dsl import BranchedStream, Stream, StreamBuilder
+from kstream.dsl import (
+    BranchedStream,
+    CogroupedStream,
+    GroupedStream,
+    GroupedTable,
+    Stream,
+    StreamBuilder,
+    Table,
+    WindowedGroupedStream,
+)
 from kstream.errors import (
     KStreamError,
     MissingTopicsError,
@@ -19,18 +28,28 @@ from kstream.hosts import InstanceMetadata, KeyMetadata
 from kstream.processor import (
     STREAM_TIME,
     WALL_CLOCK_TIME,
+    Cancellable,
     Processor,
     ProcessorContext,
     PunctuationType,
 )
+from kstream.queries import KeyValueView, SessionView, WindowView
 from kstream.record import Record
-from kstream.topology import Topology, TopologyError
+from kstream.runtime.identity import StateDirLockedError
+from kstream.topology import (
+    Partitioner,
+    TimestampExtractor,
+    TopicChooser,
+    Topology,
+    TopologyError,
+)
 from kstream.windows import (
     HoppingWindows,
     JoinWindows,
     SessionWindows,
     SlidingWindows,
     TumblingWindows,
+    Windows,
     field_timestamp,
 )
 
@@ -44,5 +63,10 @@ __all__ = [
     "SlidingWindows", "SessionWindows", "JoinWindows", "field_timestamp",
     # interactive queries (kstream.queries: the views App.store returns)
     "StoreNotAvailableError", "NotOwnedHereError", "UnknownStoreError", "KeyMetadata",
-    "InstanceMetadata",
+    "InstanceMetadata", "KeyValueView", "WindowView", "SessionView",
+    # every class a DSL chain returns, so they can be named in annotations
+    "Table", "GroupedStream", "WindowedGroupedStream", "GroupedTable", "CogroupedStream",
+    # callable types the API takes, and the rest of the public surface
+    "TopicChooser", "Partitioner", "TimestampExtractor", "Windows", "Cancellable",
+    "StateDirLockedError",
 ]

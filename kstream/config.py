@@ -135,10 +135,12 @@ class AppConfig:
 
     @property
     def exactly_once(self) -> bool:
+        """Whether processing_guarantee is exactly_once."""
         return self.processing_guarantee == EXACTLY_ONCE
 
     @property
     def effective_commit_interval_ms(self) -> int:
+        """commit_interval_ms, or its default: 100 under exactly-once, else 1000."""
         if self.commit_interval_ms is not None:
             return self.commit_interval_ms
         return 100 if self.exactly_once else 1000
@@ -155,9 +157,11 @@ class AppConfig:
 
     @property
     def dlq_topic(self) -> str:
+        """The dead-letter topic: `<application_id>-dlq`."""
         return f"{self.application_id}-dlq"
 
     def replace(self, **changes: Any) -> AppConfig:
+        """A copy with some fields changed, validated again (the config is frozen)."""
         return dataclasses.replace(self, **changes)
 
     @classmethod

@@ -64,6 +64,7 @@ class InstanceMetadata:
     partitions: tuple[tuple[str, int], ...]  # (topic, partition) assigned to it
 
     def to_json(self) -> dict[str, Any]:
+        """As the query server's `GET /metadata` answers it (JSON-ready dict)."""
         return {"endpoint": self.endpoint, "client_id": self.client_id,
                 "member_id": self.member_id, "host": self.host,
                 "partitions": [{"topic": t, "partition": p} for t, p in self.partitions]}
@@ -79,6 +80,7 @@ class KeyMetadata:
     topic: str  # the input topic whose partition `partition` the owner is assigned
 
     def to_json(self) -> dict[str, Any]:
+        """As the query server's `GET /metadata?store=&key=` answers it (JSON-ready dict)."""
         return {"store": self.store, "partition": self.partition, "endpoint": self.endpoint,
                 "topic": self.topic}
 

@@ -297,6 +297,7 @@ class KeyValueView(StoreView):
         return self._scan(lambda kv: kv.prefix_scan(prefix), limit)
 
     def all(self, limit: int | None = None) -> list[tuple[Any, Any]]:
+        """Every (key, value) owned here, in key order per partition (at most `limit`)."""
         return self._scan(lambda kv: kv.all(), limit)
 
     def _scan(self, scan: Callable[[KeyValueStore], Iterator[tuple[Any, Any]]],
@@ -342,6 +343,7 @@ class WindowView(StoreView):
         return self.each_partition(scan)
 
     def all(self, limit: int | None = None) -> list[tuple[Windowed, Any]]:
+        """Every window of every key owned here (at most `limit`): `fetch_all` unbounded."""
         return self.fetch_all(limit=limit)
 
     def _values(self, entries: Iterator[tuple[Windowed, Any]]) -> Iterator[tuple[Windowed, Any]]:
@@ -372,6 +374,7 @@ class SessionView(StoreView):
         return self._read_key(key, lambda ss: ss.fetch(key))
 
     def all(self, limit: int | None = None) -> list[tuple[Windowed, Any]]:
+        """Every session of every key owned here (at most `limit`)."""
         return _flatten(self.all_by_partition(limit), limit)
 
     def all_by_partition(self, limit: int | None = None

@@ -28,16 +28,20 @@ class Record:
         self.offset = offset
 
     def copy(self) -> Record:
+        """A shallow copy (the header list copied, key and value shared): what a processor
+        keeps beyond `process`, or forwards when it also changes the original."""
         headers = list(self.headers) if self.headers else self.headers
         return Record(self.key, self.value, self.timestamp, headers, self.topic, self.partition,
                       self.offset)
 
     def with_value(self, value: Any) -> Record:
+        """A copy carrying `value` (timestamp, headers and origin kept)."""
         rec = self.copy()
         rec.value = value
         return rec
 
     def with_key(self, key: Any) -> Record:
+        """A copy carrying `key` (timestamp, headers and origin kept)."""
         rec = self.copy()
         rec.key = key
         return rec

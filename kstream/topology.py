@@ -22,6 +22,7 @@ Partitioner = Callable[[Any, Any, int], int]
 """(key, value, number of partitions) -> partition."""
 
 TopicChooser = Callable[[Record], str]
+"""(record about to be written) -> the topic to write it to (`Stream.to(chooser)`)."""
 
 
 APP_ID = "${app}"
@@ -111,6 +112,10 @@ class Topology:
     def add_source(self, name: str, topics: str | Iterable[str], key_serde: Any = None,
                    value_serde: Any = None,
                    timestamp_extractor: TimestampExtractor | None = None) -> Topology:
+        """Add source node `name` reading `topics` (a name or names; a topic has one source).
+
+        Serdes as in `serdes.resolve` (None: raw bytes); `timestamp_extractor(record,
+        partition_time) -> event time in ms`. Returns self, to chain."""
         topic_list = [topics] if isinstance(topics, str) else list(topics)
         if not topic_list:
             raise TopologyError(f"source {name!r} names no topic")
@@ -126,6 +131,9 @@ class Topology:
 
     def add_processor(self, name: str, supplier: Callable[[], Processor], *parents: str,
                       stores: Iterable[str] = ()) -> Topology:
+        """Add processor node `name` below `parents`: `supplier() -> Processor` makes one
+        instance per task. `stores` are store names to connect (see `add_store`). Returns
+        self, to chain."""
         if not parents:
             raise TopologyError(f"processor {name!r} needs at least one parent")
         self._add(ProcessorNode(name, supplier, list(stores)), parents)
@@ -133,6 +141,10 @@ class Topology:
 
     def add_sink(self, name: str, topic: str | TopicChooser, *parents: str, key_serde: Any = None,
                  value_serde: Any = None, partitioner: Partitioner | None = None) -> Topology:
+        """Add sink node `name` below `parents`, writing to `topic` or to the topic
+        `topic(record) -> str` picks. Serdes as in `serdes.resolve` (None: raw bytes);
+        `partitioner(key, value, num_partitions) -> partition`, default murmur2 of the key
+        bytes. Returns self, to chain."""
         if not parents:
             raise TopologyError(f"sink {name!r} needs at least one parent")
         self._add(SinkNode(name, topic, resolve(key_serde), resolve(value_serde), partitioner),
@@ -149,6 +161,9 @@ class Topology:
         return self
 
     def connect_store(self, store_name: str, *processor_names: str) -> Topology:
+        """Let processors read and write the registered store `store_name` through
+        `context.get_store`. Processors sharing a store run in one sub-topology. Returns
+        self, to chain."""
         if store_name not in self.stores:
             raise TopologyError(f"unknown store {store_name!r}")
         for pname in processor_names:
@@ -162,6 +177,9 @@ class Topology:
     def add_internal_topic(self, name: str, kind: str,
                            config: dict[str, str] | None = None,
                            partitions: int | None = None) -> str:
+        """Register a topic kstream creates (`kind` "repartition" or "changelog"); `name`
+        may contain the `${app}` placeholder until `bind`. Returns the name. Used by the
+        DSL; operator names must be unique."""
         if name in self.internal_topics:
             raise TopologyError(f"internal topic {name!r} already exists: operator names must "
                                 "be unique")
@@ -202,14 +220,17 @@ class Topology:
     # -- reading -------------------------------------------------------------------------------
     @property
     def source_topics(self) -> list[str]:
+        """Every topic a source reads (internal repartition topics included)."""
         return list(self._topic_to_source)
 
     def source_for_topic(self, topic: str) -> SourceNode:
+        """The source node reading `topic` (KeyError if none does)."""
         node = self.nodes[self._topic_to_source[topic]]
         assert isinstance(node, SourceNode)
         return node
 
     def sink_topics(self) -> list[str]:
+        """Every fixed topic a sink writes (sinks choosing topics per record not included)."""
         return [n.topic for n in self.nodes.values()
                 if isinstance(n, SinkNode) and isinstance(n.topic, str)]
 
@@ -275,6 +296,7 @@ class Topology:
         return "\n".join(lines)
 
     def describe_mermaid(self) -> str:
+        """The graph as a mermaid flowchart, one subgraph per sub-topology."""
         lines = ["flowchart LR"]
         for sub in self.subtopologies():
             lines.append(f"  subgraph sub{sub.index}[Sub-topology {sub.index}]")

@@ -62,13 +62,16 @@ class TumblingWindows:
 
     @property
     def advance(self) -> int:
+        """How far apart window starts are: the size (windows do not overlap)."""
         return self.size
 
     @property
     def retention(self) -> int:
+        """How long (ms of stream time) the store keeps a window: size + grace."""
         return self.size + self.grace
 
     def window_starts(self, ts: int) -> list[int]:
+        """The start of the one window holding `ts`."""
         return [ts - ts % self.size]
 
 
@@ -92,6 +95,7 @@ class HoppingWindows:
 
     @property
     def retention(self) -> int:
+        """How long (ms of stream time) the store keeps a window: size + grace."""
         return self.size + self.grace
 
     def window_starts(self, ts: int) -> list[int]:
@@ -122,6 +126,8 @@ class SlidingWindows:
 
     @property
     def retention(self) -> int:
+        """The window store's retention in ms of stream time: 2 * max_difference + grace +
+        1."""
         # A new record's left window is derived from a window ending up to 2d before it.
         return 2 * self.max_difference + self.grace + 1
 
@@ -147,6 +153,7 @@ class SessionWindows:
 
     @property
     def retention(self) -> int:
+        """The session store's retention in ms of stream time: inactivity_gap + grace + 1."""
         return self.inactivity_gap + self.grace + 1
 
 
@@ -180,6 +187,8 @@ class JoinWindows:
 
     @property
     def retention(self) -> int:
+        """How long (ms of stream time) the join buffers keep a record: before + after +
+        grace (at least 1)."""
         return max(self.before + self.after + self.grace, 1)
 
 

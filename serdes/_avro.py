@@ -94,11 +94,15 @@ class AvroSerde:
         )
 
     def serialize(self, obj: Any, ctx: SerdeContext | None = None) -> bytes | None:
+        """`obj` (dict, or what the schema's types accept) as Avro binary with the writer
+        schema; a value that does not fit the schema is a SerializationError."""
         if obj is None:
             return None
         return write_avro(self, self._writer, obj, ctx, self.validate, None)
 
     def deserialize(self, data: bytes | None, ctx: SerdeContext | None = None) -> Any:
+        """The decoded Avro datum (records as dicts), read with the writer schema and, when
+        given, resolved to the reader schema."""
         if data is None:
             return None
         return read_avro(self, data, 0, self._writer, self._reader, ctx)

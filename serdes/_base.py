@@ -27,9 +27,15 @@ class SerdeContext:
 class Serde(Protocol):
     """Turns values into Kafka record bytes and back. ``None`` maps to ``None`` (tombstones)."""
 
-    def serialize(self, obj: Any, ctx: SerdeContext | None = None) -> bytes | None: ...
+    def serialize(self, obj: Any, ctx: SerdeContext | None = None) -> bytes | None:
+        """`obj` as record bytes (None stays None); raise SerializationError (see
+        `serde_error`) rather than return garbage. `ctx` says where the bytes go."""
+        ...
 
-    def deserialize(self, data: bytes | None, ctx: SerdeContext | None = None) -> Any: ...
+    def deserialize(self, data: bytes | None, ctx: SerdeContext | None = None) -> Any:
+        """The value `data` encodes (None stays None); SerializationError when it cannot
+        be read. `ctx` says where the bytes come from."""
+        ...
 
 
 def _name_of(serde: object) -> str | None:

@@ -133,6 +133,8 @@ class ConfluentAvroSerde:
     # -- writing -------------------------------------------------------------------------
 
     def serialize(self, obj: Any, ctx: SerdeContext | None = None) -> bytes | None:
+        """Confluent wire format: magic byte 0, the schema id (looked up or registered under
+        the subject the strategy names, once per topic), then Avro binary."""
         if obj is None:
             return None
         if ctx is None:
@@ -179,6 +181,8 @@ class ConfluentAvroSerde:
     # -- reading -------------------------------------------------------------------------
 
     def deserialize(self, data: bytes | None, ctx: SerdeContext | None = None) -> Any:
+        """The decoded Avro datum, read with the writer schema its id names (fetched from
+        the registry once per id) and resolved to the reader schema when one is given."""
         if data is None:
             return None
         if len(data) < 5 or data[0] != _MAGIC:

@@ -161,6 +161,9 @@ class JsonSerde(Generic[T]):
         self._convert: Converter | None = None if type_ is None else _build(type_, {})
 
     def serialize(self, obj: T | None, ctx: SerdeContext | None = None) -> bytes | None:
+        """`obj` as UTF-8 JSON (orjson: dataclasses, datetimes, UUIDs too); an unencodable
+        value is a SerializationError. Reading it back gives JSON's types unless `type_`
+        says otherwise (a datetime comes back a str)."""
         if obj is None:
             return None
         try:
@@ -171,6 +174,8 @@ class JsonSerde(Generic[T]):
             ) from exc
 
     def deserialize(self, data: bytes | None, ctx: SerdeContext | None = None) -> T | None:
+        """The parsed JSON, converted to `type_` when one was given; invalid JSON or JSON that
+        does not fit `type_` is a SerializationError."""
         if data is None:
             return None
         try:

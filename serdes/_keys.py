@@ -241,6 +241,7 @@ class TupleKeySerde:
     __slots__ = ()
 
     def serialize(self, obj: KeyValue, ctx: SerdeContext | None = None) -> bytes | None:
+        """``encode_key(obj)``: bytes that sort like the key (tuples element by element)."""
         if obj is None:
             return None
         try:
@@ -249,6 +250,7 @@ class TupleKeySerde:
             raise serde_error(self, f"cannot encode key {obj!r}", ctx, exc) from exc
 
     def deserialize(self, data: bytes | None, ctx: SerdeContext | None = None) -> KeyValue:
+        """``decode_key(data)``: the key as it was encoded (tuples stay tuples)."""
         if data is None:
             return None
         try:

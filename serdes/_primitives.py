@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import struct
 import uuid
-from typing import Any
+from typing import Generic, TypeVar
 
 from ._base import SerdeContext, serde_error
+
+N = TypeVar("N")  # the number type of a fixed-width serde: int or float
 
 __all__ = [
     "BytesSerde",
@@ -51,6 +53,8 @@ class BytesSerde(_Stateless):
     def serialize(
         self, obj: bytes | bytearray | memoryview | None, ctx: SerdeContext | None = None
     ) -> bytes | None:
+        """The bytes as they are (bytearray/memoryview copied to bytes); anything else is a
+        SerializationError ("expected bytes, got dict": give the sink a serde)."""
         if obj is None or type(obj) is bytes:
             return obj
         if isinstance(obj, (bytes, *_BYTES_LIKE)):
@@ -58,6 +62,7 @@ class BytesSerde(_Stateless):
         raise serde_error(self, f"expected bytes, got {type(obj).__name__}", ctx)
 
     def deserialize(self, data: bytes | None, ctx: SerdeContext | None = None) -> bytes | None:
+        """The record bytes as they are."""
         if data is None or type(data) is bytes:
             return data
         return bytes(data)
@@ -69,6 +74,7 @@ class StringSerde(_Stateless):
     __slots__ = ()
 
     def serialize(self, obj: str | None, ctx: SerdeContext | None = None) -> bytes | None:
+        """`obj` encoded as UTF-8; a non-str is a SerializationError."""
         if obj is None:
             return None
         try:
@@ -79,6 +85,7 @@ class StringSerde(_Stateless):
             ) from exc
 
     def deserialize(self, data: bytes | None, ctx: SerdeContext | None = None) -> str | None:
+        """The UTF-8 text; invalid UTF-8 is a SerializationError."""
         if data is None:
             return None
         try:
@@ -87,14 +94,16 @@ class StringSerde(_Stateless):
             raise serde_error(self, "invalid UTF-8", ctx, exc) from exc
 
 
-class _StructSerde(_Stateless):
+class _StructSerde(_Stateless, Generic[N]):
     """Fixed-width number via a precompiled ``struct.Struct`` (one C call each way)."""
 
     __slots__ = ()
     _struct: struct.Struct
     _kind: str
 
-    def serialize(self, obj: Any, ctx: SerdeContext | None = None) -> bytes | None:
+    def serialize(self, obj: N | None, ctx: SerdeContext | None = None) -> bytes | None:
+        """The number in its fixed-width big-endian form (as Java's serializer writes it);
+        a value out of range or not a number is a SerializationError."""
         if obj is None:
             return None
         try:
@@ -102,7 +111,8 @@ class _StructSerde(_Stateless):
         except (struct.error, TypeError, OverflowError) as exc:
             raise serde_error(self, f"cannot encode {obj!r} as {self._kind}", ctx, exc) from exc
 
-    def deserialize(self, data: bytes | None, ctx: SerdeContext | None = None) -> Any:
+    def deserialize(self, data: bytes | None, ctx: SerdeContext | None = None) -> N | None:
+        """The number; data of the wrong length is a SerializationError."""
         if data is None:
             return None
         try:
@@ -113,7 +123,7 @@ class _StructSerde(_Stateless):
             ) from exc
 
 
-class Int32Serde(_StructSerde):
+class Int32Serde(_StructSerde[int]):
     """Java IntegerSerializer: 4 bytes, big-endian, signed."""
 
     __slots__ = ()
@@ -121,7 +131,7 @@ class Int32Serde(_StructSerde):
     _kind = "int32"
 
 
-class Int64Serde(_StructSerde):
+class Int64Serde(_StructSerde[int]):
     """Java LongSerializer: 8 bytes, big-endian, signed."""
 
     __slots__ = ()
@@ -129,7 +139,7 @@ class Int64Serde(_StructSerde):
     _kind = "int64"
 
 
-class Float32Serde(_StructSerde):
+class Float32Serde(_StructSerde[float]):
     """Java FloatSerializer: IEEE 754 binary32, big-endian (values are rounded to float32)."""
 
     __slots__ = ()
@@ -137,7 +147,7 @@ class Float32Serde(_StructSerde):
     _kind = "float32"
 
 
-class Float64Serde(_StructSerde):
+class Float64Serde(_StructSerde[float]):
     """Java DoubleSerializer: IEEE 754 binary64, big-endian."""
 
     __slots__ = ()
@@ -156,6 +166,7 @@ class UUIDSerde(_Stateless):
     def serialize(
         self, obj: uuid.UUID | str | None, ctx: SerdeContext | None = None
     ) -> bytes | None:
+        """The canonical UUID string, ASCII-encoded; a non-UUID is a SerializationError."""
         if obj is None:
             return None
         try:
@@ -166,6 +177,7 @@ class UUIDSerde(_Stateless):
             raise serde_error(self, f"not a UUID: {obj!r}", ctx, exc) from exc
 
     def deserialize(self, data: bytes | None, ctx: SerdeContext | None = None) -> uuid.UUID | None:
+        """A ``uuid.UUID``; text that is not a UUID is a SerializationError."""
         if data is None:
             return None
         try:

@@ -44,6 +44,8 @@ class WindowedSerde:
         self.window_size_ms = window_size_ms
 
     def serialize(self, obj: Windowed | None, ctx: SerdeContext | None = None) -> bytes | None:
+        """Inner key bytes, then the window start (and end, without `window_size_ms`) as
+        big-endian int64, as Kafka Streams' windowed serdes write them."""
         if obj is None:
             return None
         kb, start, end = _split(self, obj, ctx)
@@ -55,6 +57,7 @@ class WindowedSerde:
             raise serde_error(self, f"bad window bounds {start!r}, {end!r}", ctx, exc) from exc
 
     def deserialize(self, data: bytes | None, ctx: SerdeContext | None = None) -> Windowed | None:
+        """`Windowed(key, start, end)`; with `window_size_ms` the end is start + size."""
         if data is None:
             return None
         size = self.window_size_ms
@@ -84,6 +87,7 @@ class WindowStoreKeySerde:
         self.inner = inner_key_serde
 
     def serialize(self, obj: Windowed | None, ctx: SerdeContext | None = None) -> bytes | None:
+        """The ordered store key of (inner key bytes, start, end)."""
         if obj is None:
             return None
         kb, start, end = _split(self, obj, ctx)
@@ -95,6 +99,7 @@ class WindowStoreKeySerde:
             raise serde_error(self, f"cannot encode windowed key {obj!r}", ctx, exc) from exc
 
     def deserialize(self, data: bytes | None, ctx: SerdeContext | None = None) -> Windowed | None:
+        """`Windowed(key, start, end)` from a store key."""
         if data is None:
             return None
         try:

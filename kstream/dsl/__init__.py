@@ -4,6 +4,7 @@ from kstream.dsl.cogroup import CogroupedStream
 from kstream.dsl.grouped import GroupedStream
 from kstream.dsl.stream import BranchedStream, Stream, StreamBuilder
 from kstream.dsl.table import GroupedTable, Table
+from kstream.dsl.windowed import WindowedGroupedStream
 
 __all__ = ["BranchedStream", "CogroupedStream", "GroupedStream", "GroupedTable", "Stream",
-           "StreamBuilder", "Table"]
+           "StreamBuilder", "Table", "WindowedGroupedStream"]

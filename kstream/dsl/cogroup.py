@@ -39,8 +39,26 @@ class CogroupedStream:
 
     def aggregate(self, initializer: Callable[[], Any], name: str, *, value_serde: Any = None,
                   backend: str = "rocksdb") -> Table:
-        """One aggregate per key over every input, starting from `initializer()`; each
-        record folds in with its own stream's aggregator. Emits Change per update."""
+        """One aggregate per key over every input, starting from `initializer() ->
+        aggregate`; each record folds in with its own stream's `aggregator(key, value,
+        aggregate) -> aggregate`. The result is a table (store `name`); aggregates are JSON
+        unless `value_serde` is given. Example::
+
+            >>> from kstream import StreamBuilder
+            >>> from kstream.testing import TopologyTestDriver
+            >>> builder = StreamBuilder()
+            >>> deposits = builder.stream("deposits", "string", "int32").group_by_key()
+            >>> withdrawals = builder.stream("withdrawals", "string", "int32").group_by_key()
+            >>> balances = (deposits.cogroup(lambda acct, amount, balance: balance + amount)
+            ...     .cogroup(withdrawals, lambda acct, amount, balance: balance - amount)
+            ...     .aggregate(lambda: 0, "balances"))
+            >>> balances.to_stream().to("balance-updates")
+            >>> with TopologyTestDriver(builder) as driver:
+            ...     driver.input_topic("deposits", "string", "int32").pipe("acct-1", 100)
+            ...     driver.input_topic("withdrawals", "string", "int32").pipe("acct-1", 30)
+            ...     driver.output_topic("balance-updates", "string", "json").read_values_to_list()
+            [100, 70]
+        """
         first = self._inputs[0][0]
         key_serde = first.key_serde_or_default()
         agg_serde = JsonSerde() if value_serde is None else resolve(value_serde)

@@ -14,6 +14,8 @@ from serdes import JsonSerde, Serde, resolve
 if TYPE_CHECKING:
     from kstream.dsl.cogroup import CogroupedStream
     from kstream.dsl.stream import Stream
+    from kstream.dsl.windowed import WindowedGroupedStream
+    from kstream.windows import Windows
 
 __all__ = ["GroupedStream", "Table"]
 
@@ -33,8 +35,30 @@ class GroupedStream:
         self._value_serde = value_serde
         self._repartition = repartition
 
-    def windowed_by(self, windows: Any) -> Any:
-        """Windowed aggregations (tumbling, hopping, sliding, session windows)."""
+    def windowed_by(self, windows: Windows) -> WindowedGroupedStream:
+        """Aggregate per key and window: `TumblingWindows`, `HoppingWindows`,
+        `SlidingWindows` or `SessionWindows` (results keyed by `serdes.Windowed`).
+
+        Example::
+
+            >>> from kstream import StreamBuilder, TumblingWindows
+            >>> from kstream.testing import TopologyTestDriver
+            >>> from serdes import StringSerde, WindowedSerde
+            >>> builder = StreamBuilder()
+            >>> (builder.stream("clicks", "string", "string")
+            ...     .group_by_key()
+            ...     .windowed_by(TumblingWindows(size=60_000))
+            ...     .count("clicks-per-minute")
+            ...     .to_stream()
+            ...     .to("counts"))
+            >>> with TopologyTestDriver(builder) as driver:
+            ...     clicks = driver.input_topic("clicks", "string", "string")
+            ...     clicks.pipe_many([("u1", "a", 1_000), ("u1", "b", 2_000),
+            ...                       ("u1", "c", 61_000)])     # (key, value, timestamp)
+            ...     out = driver.output_topic("counts", WindowedSerde(StringSerde()), "int64")
+            ...     [(w.key, w.start, count) for w, count in out.read_key_values_to_list()]
+            [('u1', 0, 1), ('u1', 0, 2), ('u1', 60000, 1)]
+        """
         from kstream.dsl.windowed import windowed_grouped_stream
 
         return windowed_grouped_stream(self, windows)
@@ -51,7 +75,25 @@ class GroupedStream:
 
     def count(self, name: str, *, backend: str = "rocksdb",
               emit_on_commit: bool = False) -> Table:
-        """The number of records per key (table `name`)."""
+        """The number of records per key, in the table (and store) `name`; int64 values.
+
+        Records with a None key or value are not counted. `emit_on_commit=True` coalesces a
+        key's updates until the next commit (fewer, later updates; the same final counts).
+        Example::
+
+            >>> from kstream import StreamBuilder
+            >>> from kstream.testing import TopologyTestDriver
+            >>> builder = StreamBuilder()
+            >>> words = builder.stream("words", "string", "string")
+            >>> words.group_by_key().count("word-counts").to_stream().to("counts")
+            >>> with TopologyTestDriver(builder) as driver:
+            ...     driver.input_topic("words", "string", "string").pipe_many(
+            ...         [("kafka", ""), ("kafka", ""), ("python", "")])
+            ...     driver.output_topic("counts", "string", "int64").read_key_values_to_dict()
+            ...     driver.get_store("word-counts").get("kafka")
+            {'kafka': 2, 'python': 1}
+            2
+        """
         return self.aggregate(lambda: 0, lambda _k, _v, agg: agg + 1, name,
                               value_serde="int64", backend=backend,
                               emit_on_commit=emit_on_commit)
@@ -59,7 +101,9 @@ class GroupedStream:
     def reduce(self, reducer: Callable[[Any, Any], Any], name: str, *,
                value_serde: Any = None, backend: str = "rocksdb",
                emit_on_commit: bool = False) -> Table:
-        """`reducer(aggregate, value)`; the first value of a key is its initial aggregate."""
+        """Combine a key's values with `reducer(aggregate, value) -> aggregate`; the first
+        value of a key is its initial aggregate. Store values are JSON unless `value_serde`
+        is given. Options as in `aggregate`."""
         missing = object()
 
         def adder(_key: Any, value: Any, agg: Any) -> Any:
@@ -71,7 +115,29 @@ class GroupedStream:
     def aggregate(self, initializer: Callable[[], Any], adder: Callable[[Any, Any, Any], Any],
                   name: str, *, value_serde: Any = None, backend: str = "rocksdb",
                   emit_on_commit: bool = False) -> Table:
-        """`adder(key, value, aggregate) -> aggregate`, starting from `initializer()`."""
+        """Fold each record into its key's aggregate: `adder(key, value, aggregate) ->
+        aggregate`, starting from `initializer() -> aggregate`.
+
+        The result is a table (store `name`, changelog `<application_id>-<name>-changelog`,
+        queryable with `app.store(name)`); `value_serde` is the store's (and the result's)
+        value serde, JSON when not given (docs/serdes.md). `backend` "rocksdb" or "memory".
+        Records with a None key or value are not aggregated. Example::
+
+            >>> from kstream import StreamBuilder
+            >>> from kstream.testing import TopologyTestDriver
+            >>> builder = StreamBuilder()
+            >>> (builder.stream("payments", "string", "json")
+            ...     .group_by_key()
+            ...     .aggregate(lambda: 0, lambda card, p, total: total + p["amount"],
+            ...                "card-totals")
+            ...     .to_stream()
+            ...     .to("totals"))
+            >>> with TopologyTestDriver(builder) as driver:
+            ...     driver.input_topic("payments", "string", "json").pipe_many(
+            ...         [("c1", {"amount": 5}), ("c1", {"amount": 7})])
+            ...     driver.output_topic("totals", "string", "json").read_values_to_list()
+            [5, 12]
+        """
         stream = self.source_stream(name)
         builder = stream._builder
         key_serde = self.key_serde_or_default()
@@ -87,9 +153,13 @@ class GroupedStream:
 
     # -- helpers for aggregations --------------------------------------------------------------
     def key_serde_or_default(self) -> Serde:
+        """The key serde aggregations use: the one given to the grouping, else the
+        stream's, else JSON."""
         return self._key_serde or self._stream.key_serde or JsonSerde()
 
     def value_serde_or_default(self) -> Serde:
+        """The value serde of the repartition topic: the one given to the grouping, else the
+        stream's, else JSON."""
         return self._value_serde or self._stream.value_serde or JsonSerde()
 
     def source_stream(self, name: str, key_serde: Serde | None = None) -> Stream:

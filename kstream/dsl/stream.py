@@ -19,7 +19,23 @@ Joiner = Callable[[Any, Any], Any]
 
 
 class StreamBuilder:
-    """Builds a Topology from fluent stream operations."""
+    """Builds a Topology from fluent stream operations: start with `stream()` or `table()`,
+    chain operators, hand the builder to `App` or `TopologyTestDriver`.
+
+    Example::
+
+        >>> from kstream import StreamBuilder
+        >>> from kstream.testing import TopologyTestDriver
+        >>> builder = StreamBuilder()
+        >>> (builder.stream("payments", key_serde="string", value_serde="json")
+        ...     .filter(lambda card, payment: payment["amount"] > 0)
+        ...     .map_values(lambda payment: payment["amount"])
+        ...     .to("amounts", value_serde="int64"))
+        >>> with TopologyTestDriver(builder) as driver:
+        ...     driver.input_topic("payments", "string", "json").pipe("c1", {"amount": 5})
+        ...     driver.output_topic("amounts", "string", "int64").read_key_values_to_list()
+        [('c1', 5)]
+    """
 
     def __init__(self) -> None:
         self.topology = Topology()
@@ -31,7 +47,14 @@ class StreamBuilder:
     def stream(self, topics: str | Iterable[str], key_serde: Any = None, value_serde: Any = None,
                timestamp_extractor: TimestampExtractor | None = None,
                name: str | None = None) -> Stream:
-        """A stream of the records of one or more topics."""
+        """A stream of the records of one topic or several (`topics`: a name or names).
+
+        `key_serde`/`value_serde`: a serde, serde class or name ("string", "json", "int64",
+        ... see `serdes.resolve`); None reads raw bytes (docs/serdes.md has the rules).
+        `timestamp_extractor(record, partition_time) -> event time in ms` sets event time,
+        e.g. `field_timestamp("ts")`; default: the Kafka record timestamp. `name` names the
+        source node.
+        """
         node = self._name(name, "SOURCE")
         self.topology.add_source(node, topics, key_serde, value_serde, timestamp_extractor)
         source = self.topology.nodes[node]
@@ -42,7 +65,18 @@ class StreamBuilder:
               timestamp_extractor: TimestampExtractor | None = None) -> Table:
         """The topic as a table: latest value per key, None (tombstone) deletes.
 
-        Materialized in the store `name`; its changelog is the store's own changelog topic.
+        Materialized in the store `name` (`backend` "rocksdb" or "memory"), queryable with
+        `app.store(name)`; its changelog is the store's own changelog topic
+        (`<application_id>-<name>-changelog`), not the source topic. Serdes and
+        `timestamp_extractor` as in `stream()`.
+
+        Example::
+
+            >>> from kstream import StreamBuilder
+            >>> builder = StreamBuilder()
+            >>> customers = builder.table("customers", "string", "json", name="customers")
+            >>> customers.store_name
+            'customers'
         """
         from kstream.dsl import _table_ops
         from kstream.state import kv_store
@@ -57,6 +91,8 @@ class StreamBuilder:
         return Table(self, name, src.key_serde, src.value_serde, store_name=name)  # type: ignore[union-attr]
 
     def build(self) -> Topology:
+        """The Topology built so far (`App(builder)` and `TopologyTestDriver(builder)` call
+        this themselves)."""
         return self.topology
 
 
@@ -88,30 +124,96 @@ class Stream:
 
     # -- stateless operators -------------------------------------------------------------------
     def filter(self, predicate: Callable[[Any, Any], bool], name: str | None = None) -> Stream:
+        """Keep the records for which `predicate(key, value) -> bool` is true, drop the rest.
+
+        Key and value are unchanged, so the stream keeps its serdes. Example::
+
+            >>> from kstream import StreamBuilder
+            >>> from kstream.testing import TopologyTestDriver
+            >>> builder = StreamBuilder()
+            >>> (builder.stream("payments", "string", "int32")
+            ...     .filter(lambda card, cents: cents > 0)
+            ...     .to("positive"))
+            >>> with TopologyTestDriver(builder) as driver:
+            ...     driver.input_topic("payments", "string", "int32").pipe_many(
+            ...         [("a", 5), ("b", -1)])
+            ...     driver.output_topic("positive", "string", "int32").read_key_values_to_list()
+            [('a', 5)]
+        """
         return self._then("FILTER", lambda: _ops.FilterOp(predicate, True), name)
 
     def filter_not(self, predicate: Callable[[Any, Any], bool], name: str | None = None) -> Stream:
+        """Drop the records for which `predicate(key, value) -> bool` is true (the inverse of
+        `filter`)."""
         return self._then("FILTER", lambda: _ops.FilterOp(predicate, False), name)
 
     def map(self, mapper: Callable[[Any, Any], tuple[Any, Any]], name: str | None = None) -> Stream:
-        """New key and value: `mapper(key, value) -> (key, value)`."""
+        """New key and value: `mapper(key, value) -> (new_key, new_value)`.
+
+        Both may change, so the stream forgets its serdes (give `to()` serdes) and a later
+        grouping or join repartitions. Prefer `map_values` or `select_key` when only one
+        changes.
+        """
         return self._then("MAP", lambda: _ops.MapOp(mapper), name, False, False)
 
     def map_values(self, mapper: Callable[[Any], Any], name: str | None = None) -> Stream:
+        """New value per record: `mapper(value) -> new_value`; the key stays (no repartition
+        follows). The value serde is forgotten: give `to()` a `value_serde`.
+
+        Example::
+
+            >>> from kstream import StreamBuilder
+            >>> from kstream.testing import TopologyTestDriver
+            >>> builder = StreamBuilder()
+            >>> (builder.stream("words", "string", "string")
+            ...     .map_values(len)
+            ...     .to("lengths", value_serde="int32"))
+            >>> with TopologyTestDriver(builder) as driver:
+            ...     driver.input_topic("words", "string", "string").pipe("k", "kafka")
+            ...     driver.output_topic("lengths", "string", "int32").read_value()
+            5
+        """
         return self._then("MAPVALUES", lambda: _ops.MapValuesOp(mapper), name, True, False)
 
     def select_key(self, selector: Callable[[Any, Any], Any], name: str | None = None) -> Stream:
+        """New key per record: `selector(key, value) -> new_key`; the value stays.
+
+        The key serde is forgotten, and a later grouping or join repartitions by the new key
+        (so it needs a `name`)."""
         return self._then("SELECTKEY", lambda: _ops.SelectKeyOp(selector), name, False, True)
 
     def flat_map(self, mapper: Callable[[Any, Any], Iterable[tuple[Any, Any]]],
                  name: str | None = None) -> Stream:
+        """Zero or more records per record: `mapper(key, value) -> iterable of (key, value)`.
+
+        Keys and values may change, as with `map`. Each output keeps the input's timestamp
+        and a copy of its headers."""
         return self._then("FLATMAP", lambda: _ops.FlatMapOp(mapper), name, False, False)
 
     def flat_map_values(self, mapper: Callable[[Any], Iterable[Any]],
                         name: str | None = None) -> Stream:
+        """One record per element of `mapper(value) -> iterable of values`, each with the
+        input's key (no repartition follows).
+
+        Example::
+
+            >>> from kstream import StreamBuilder
+            >>> from kstream.testing import TopologyTestDriver
+            >>> builder = StreamBuilder()
+            >>> (builder.stream("lines", "string", "string")
+            ...     .flat_map_values(str.split)
+            ...     .to("words", value_serde="string"))
+            >>> with TopologyTestDriver(builder) as driver:
+            ...     driver.input_topic("lines", "string", "string").pipe("l1", "to be")
+            ...     driver.output_topic("words", "string", "string").read_values_to_list()
+            ['to', 'be']
+        """
         return self._then("FLATMAPVALUES", lambda: _ops.FlatMapValuesOp(mapper), name, True, False)
 
     def peek(self, action: Callable[[Any, Any], None], name: str | None = None) -> Stream:
+        """Call `action(key, value) -> None` for each record and pass the record on unchanged
+        (logging, metrics). Side effects are not transactional: records replayed after an
+        abort or a crash are seen again."""
         return self._then("PEEK", lambda: _ops.PeekOp(action), name)
 
     def merge(self, *others: Stream, name: str | None = None) -> Stream:
@@ -126,13 +228,31 @@ class Stream:
     def split(self, name: str | None = None) -> BranchedStream:
         """Route records to named branches.
 
-        `.split().branch(pred, "a").branch(pred, "b").default_branch()` returns streams by name.
+        `.split().branch(pred, "a").branch(pred, "b").default_branch()` returns streams by name;
+        `pred(key, value) -> bool`, and a record goes to the first branch whose predicate
+        holds. Example::
+
+            >>> from kstream import StreamBuilder
+            >>> builder = StreamBuilder()
+            >>> amounts = builder.stream("amounts", "string", "int32")
+            >>> branches = (amounts.split()
+            ...     .branch(lambda k, v: v < 0, "refunds")
+            ...     .branch(lambda k, v: v > 1000, "large")
+            ...     .default_branch())
+            >>> sorted(branches)
+            ['default', 'large', 'refunds']
         """
         return BranchedStream(self, self._builder._name(name, "BRANCH"))
 
     def process(self, supplier: Callable[[], Processor], *stores: str,
                 name: str | None = None) -> Stream:
-        """Run a Processor API processor (a new instance per task) connected to `stores`."""
+        """Run a Processor API processor (a new instance per task) connected to `stores`.
+
+        `supplier() -> Processor` (a Processor subclass itself works: `.process(Dedupe,
+        "seen")`); `stores` are names of stores registered with
+        `builder.topology.add_store(...)`, read with `context.get_store(name)`. The processor
+        may change key and value, so the stream forgets its serdes.
+        """
         stream = self._then("PROCESSOR", supplier, name, False, False)
         for store in stores:
             self._builder.topology.connect_store(store, stream.node)
@@ -140,12 +260,41 @@ class Stream:
 
     # -- stateful ------------------------------------------------------------------------------
     def group_by_key(self, key_serde: Any = None, value_serde: Any = None) -> GroupedStream:
-        """Group by the current key (repartitions first if an operator changed the key)."""
+        """Group by the current key, to aggregate (`count`, `reduce`, `aggregate`,
+        `windowed_by`, `cogroup`).
+
+        Repartitions first (through `<application_id>-<name>-repartition`, `name` being the
+        aggregation's) if an operator may have changed the key. `key_serde` is the key serde
+        of that topic and of the store, `value_serde` the repartition topic's value serde;
+        each defaults to what the stream carries, else JSON (docs/serdes.md).
+        """
         return GroupedStream(self, _maybe(key_serde), _maybe(value_serde), self.key_changed)
 
     def group_by(self, selector: Callable[[Any, Any], Any], key_serde: Any = None,
                  value_serde: Any = None, name: str | None = None) -> GroupedStream:
-        """Group by a new key `selector(key, value)`; aggregations repartition by it."""
+        """Group by a new key, `selector(key, value) -> group_key`; the aggregation
+        repartitions by it (`<application_id>-<name>-repartition`, `name` being the
+        aggregation's).
+
+        Give `key_serde` for the new key: without it the repartition topic and the store use
+        JSON (a string key is written as `"a"`, quotes included; docs/serdes.md).
+        Example::
+
+            >>> from kstream import StreamBuilder
+            >>> from kstream.testing import TopologyTestDriver
+            >>> builder = StreamBuilder()
+            >>> (builder.stream("accounts", "string", "json")
+            ...     .group_by(lambda acct_id, acct: acct["city"], key_serde="string")
+            ...     .count("accounts-per-city")
+            ...     .to_stream()
+            ...     .to("city-counts"))
+            >>> with TopologyTestDriver(builder) as driver:
+            ...     accounts = driver.input_topic("accounts", "string", "json")
+            ...     accounts.pipe("a1", {"city": "Oslo"})
+            ...     accounts.pipe("a2", {"city": "Oslo"})
+            ...     driver.output_topic("city-counts", "string", "int64").read_key_values_to_dict()
+            {'Oslo': 2}
+        """
         rekeyed = self.select_key(selector, name=name)
         return GroupedStream(rekeyed, _maybe(key_serde), _maybe(value_serde), True)
 
@@ -173,7 +322,20 @@ class Stream:
         within `windows` (JoinWindows) meet, each pair once, stamped with the later time;
         `name` (required) names the buffering stores, `late` is "drop" or "dead_letter" for
         records older than stream time - grace, serdes default to the streams' own (else
-        JSON). See kstream.dsl._join_ops for the exact semantics.
+        JSON). See kstream.dsl._join_ops for the exact semantics. Example::
+
+            >>> from kstream import StreamBuilder
+            >>> from kstream.testing import TopologyTestDriver
+            >>> builder = StreamBuilder()
+            >>> customers = builder.table("customers", "string", "json", name="customers")
+            >>> orders = builder.stream("orders", "string", "json")
+            >>> (orders.join(customers, lambda order, cust: {**order, "name": cust["name"]})
+            ...     .to("enriched", value_serde="json"))
+            >>> with TopologyTestDriver(builder) as driver:
+            ...     driver.input_topic("customers", "string", "json").pipe("c1", {"name": "Ann"})
+            ...     driver.input_topic("orders", "string", "json").pipe("c1", {"total": 9})
+            ...     driver.output_topic("enriched", "string", "json").read_value()
+            {'total': 9, 'name': 'Ann'}
         """
         return self._join(other, joiner, windows, name, False, False, key_serde, value_serde,
                           other_value_serde, late, backend)
@@ -219,7 +381,14 @@ class Stream:
 
     def to(self, topic: str | TopicChooser, key_serde: Any = None, value_serde: Any = None,
            partitioner: Partitioner | None = None, name: str | None = None) -> None:
-        """Write to a topic (or to the topic a callable picks per record)."""
+        """Write each record to `topic`, or to the topic `topic(record) -> str` picks per
+        record (a TopicChooser). Ends the chain.
+
+        Serdes default to what the stream carries; after an operator that changed the key or
+        value, that part is written as raw bytes unless a serde is given (docs/serdes.md).
+        `partitioner(key, value, num_partitions) -> partition` replaces the default
+        partitioning (murmur2 of the serialized key, as Java producers).
+        """
         node = self._builder._name(name, "SINK")
         self._builder.topology.add_sink(
             node, topic, self.node,
@@ -238,11 +407,15 @@ class BranchedStream:
         self._done = False
 
     def branch(self, predicate: Callable[[Any, Any], bool], name: str) -> BranchedStream:
+        """Add branch `name` for the records where `predicate(key, value) -> bool` holds
+        (and no earlier branch's did); returns self to chain more branches."""
         self._check_open(name)
         self._branches.append((name, predicate))
         return self
 
     def default_branch(self, name: str = "default") -> dict[str, Stream]:
+        """Add branch `name` for the records no predicate took, finish, and return every
+        branch's stream by name."""
         self._check_open(name)
         self._branches.append((name, None))
         return self.branches()

@@ -57,11 +57,12 @@ class Table:
         return Stream(self._builder, node, self.key_serde, self.value_serde)
 
     def filter(self, predicate: Callable[[Any, Any], bool], name: str | None = None) -> Table:
-        """A view holding the values for which `predicate(key, value)` is true."""
+        """A view holding the values for which `predicate(key, value) -> bool` is true; a key
+        whose new value fails it leaves the view (a delete downstream)."""
         return self._filtered(predicate, True, name)
 
     def filter_not(self, predicate: Callable[[Any, Any], bool], name: str | None = None) -> Table:
-        """A view holding the values for which `predicate(key, value)` is false."""
+        """A view holding the values for which `predicate(key, value) -> bool` is false."""
         return self._filtered(predicate, False, name)
 
     def _filtered(self, predicate: Callable[[Any, Any], bool], keep_when: bool,
@@ -75,7 +76,9 @@ class Table:
                           self.value_serde, getter)
 
     def map_values(self, mapper: Callable[[Any], Any], name: str | None = None) -> Table:
-        """A view holding `mapper(value)` for every value."""
+        """A view holding `mapper(value) -> new_value` for every value (deletes stay deletes).
+
+        The value serde is forgotten: give `to()` a `value_serde` after `to_stream()`."""
         if not self.changes:
             return self._view(lambda: _stateful.PlainTableMapValuesOp(mapper), name, None, None)
         getter = None if self.getter is None else _table_ops.MapValuesGetter(self.getter, mapper)
@@ -103,7 +106,8 @@ class Table:
     def left_join(self, other: Table, joiner: Joiner, name: str | None = None, *,
                   materialized: str | KeyValueStoreBuilder | None = None,
                   value_serde: Any = None) -> Table:
-        """Every key of this table, with `joiner(left_value, right_value or None)`."""
+        """Every key of this table: `joiner(left_value, right_value) -> value`, with
+        `right_value` None while the other table lacks the key. Options as in `join`."""
         from kstream.dsl.joins import table_table_join
 
         return table_table_join(self, other, joiner, True, False, name, materialized,
@@ -112,7 +116,8 @@ class Table:
     def outer_join(self, other: Table, joiner: Joiner, name: str | None = None, *,
                    materialized: str | KeyValueStoreBuilder | None = None,
                    value_serde: Any = None) -> Table:
-        """Every key of either table: `joiner(left or None, right or None)`."""
+        """Every key of either table: `joiner(left_value, right_value) -> value`, the missing
+        side None. Options as in `join`."""
         from kstream.dsl.joins import table_table_join
 
         return table_table_join(self, other, joiner, True, True, name, materialized,
@@ -121,10 +126,28 @@ class Table:
     # -- re-grouping -----------------------------------------------------------------------------
     def group_by(self, selector: Callable[[Any, Any], tuple[Any, Any]], key_serde: Any = None,
                  value_serde: Any = None) -> GroupedTable:
-        """Re-group by `selector(key, value) -> (group key, value)` to aggregate per group.
+        """Re-group by `selector(key, value) -> (group_key, group_value)` to aggregate per
+        group.
 
         When a key's value moves to another group, its old value is subtracted from the old
-        group and its new value added to the new one (see GroupedTable).
+        group and its new value added to the new one (see GroupedTable). `key_serde` and
+        `value_serde` are the repartition topic's (and the key serde the store's); JSON when
+        not given (docs/serdes.md). Example::
+
+            >>> from kstream import StreamBuilder
+            >>> from kstream.testing import TopologyTestDriver
+            >>> builder = StreamBuilder()
+            >>> accounts = builder.table("accounts", "string", "json", name="accounts")
+            >>> (accounts.group_by(lambda acct_id, acct: (acct["city"], acct), key_serde="string")
+            ...     .count("accounts-per-city")
+            ...     .to_stream()
+            ...     .to("city-counts"))
+            >>> with TopologyTestDriver(builder) as driver:
+            ...     pipe = driver.input_topic("accounts", "string", "json").pipe
+            ...     pipe("a1", {"city": "Oslo"})
+            ...     pipe("a1", {"city": "Rome"})     # a1 moves: Oslo 1 -> 0, Rome 0 -> 1
+            ...     driver.output_topic("city-counts", "string", "int64").read_key_values_to_dict()
+            {'Oslo': 0, 'Rome': 1}
         """
         self.require_changes("group_by")
         return GroupedTable(self, selector,
@@ -133,17 +156,23 @@ class Table:
 
     # -- helpers ---------------------------------------------------------------------------------
     def require_changes(self, operation: str) -> None:
+        """Raise TopologyError naming `operation` if this table is a windowed aggregation
+        result (those forward plain values, not changes)."""
         if not self.changes:
             raise TopologyError(f"{operation} is not supported on windowed aggregation "
                                 "results; stream them to a topic and read that as a table")
 
     def require_getter(self, operation: str) -> _table_ops.ValueGetter:
+        """How `operation` (a join) reads this table's current value per key; TopologyError
+        if its values cannot be looked up."""
         self.require_changes(operation)
         if self.getter is None:
             raise TopologyError(f"{operation} needs a table whose values can be looked up")
         return self.getter
 
     def require_store(self, operation: str) -> str:
+        """The name of the store materializing this table; TopologyError naming `operation`
+        if it is a view without one."""
         if self.store_name is None:
             raise TopologyError(f"{operation} needs a materialized table: use a table from "
                                 "builder.table(...) or an aggregation result")

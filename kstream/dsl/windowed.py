@@ -63,6 +63,9 @@ class WindowedGroupedStream:
 
     def count(self, name: str, *, emit: str = "update", late: str = "drop",
               backend: str = "rocksdb", retention: int | timedelta | None = None) -> Table:
+        """The number of records per key and window, in the window (or session) store `name`;
+        int64 values, keys `serdes.Windowed(key, start, end)`. Options as in the class
+        docstring; see `GroupedStream.windowed_by` for an example."""
         return self.aggregate(lambda: 0, _count_adder, name, merger=_sum_merger,
                               value_serde=Int64Serde(), emit=emit, late=late, backend=backend,
                               retention=retention)
@@ -70,7 +73,9 @@ class WindowedGroupedStream:
     def reduce(self, reducer: Callable[[Any, Any], Any], name: str, *, value_serde: Any = None,
                emit: str = "update", late: str = "drop", backend: str = "rocksdb",
                retention: int | timedelta | None = None) -> Table:
-        """`reducer(aggregate, value)`; a window's first value is its initial aggregate."""
+        """Combine each window's values with `reducer(aggregate, value) -> aggregate`; a
+        window's first value is its initial aggregate (merged sessions are reduced too).
+        Aggregates are JSON unless `value_serde` is given."""
 
         def adder(_key: Any, value: Any, agg: Any) -> Any:
             return value if agg is _MISSING else reducer(agg, value)
@@ -89,9 +94,13 @@ class WindowedGroupedStream:
                   value_serde: Any = None, emit: str = "update", late: str = "drop",
                   backend: str = "rocksdb",
                   retention: int | timedelta | None = None) -> Table:
-        """`adder(key, value, aggregate) -> aggregate` per window, from `initializer()`.
+        """`adder(key, value, aggregate) -> aggregate` per window, from `initializer() ->
+        aggregate`; aggregates are JSON unless `value_serde` is given (docs/serdes.md).
 
         Session windows also need `merger(key, agg1, agg2) -> agg` for bridged sessions.
+        The result table is keyed by `serdes.Windowed(key, start, end)` (stream it out with
+        `WindowedSerde(key_serde)`); it can be filtered, mapped and streamed, not joined or
+        re-grouped.
         """
         if emit not in EMIT_MODES:
             raise TopologyError(f"{name}: emit must be one of {EMIT_MODES}, not {emit!r}")

@@ -265,6 +265,8 @@ class TopologyTestDriver:
         return {*topology.sink_topics(), *topology.internal_topics, self.dlq_topic}
 
     def partition_count(self, topic: str) -> int:
+        """Partitions of `topic` in the driver's cluster: as given in `partitions`, internal
+        topics sized from their inputs, any other topic 1."""
         return self._partitions.get(topic, 1)
 
     def committed_offsets(self, topic: str) -> dict[int, int]:
@@ -725,19 +727,24 @@ class TestOutputTopic:
                       msg.offset())
 
     def read_key_value(self) -> tuple[Any, Any]:
+        """The next record's (key, value); LookupError when none is left."""
         record = self.read_record()
         return record.key, record.value
 
     def read_value(self) -> Any:
+        """The next record's value; LookupError when none is left."""
         return self.read_record().value
 
     def read_records_to_list(self) -> list[Record]:
+        """Every record left, in send order (with timestamp, headers, partition, offset)."""
         return [self.read_record() for _ in range(len(self._queue))]
 
     def read_key_values_to_list(self) -> list[tuple[Any, Any]]:
+        """Every (key, value) left, in send order."""
         return [(r.key, r.value) for r in self.read_records_to_list()]
 
     def read_values_to_list(self) -> list[Any]:
+        """Every value left, in send order."""
         return [r.value for r in self.read_records_to_list()]
 
     def read_key_values_to_dict(self) -> dict[Any, Any]:
@@ -754,9 +761,11 @@ class TestOutputTopic:
         return table
 
     def is_empty(self) -> bool:
+        """True when every record sent so far has been read."""
         return not self._queue
 
     def queue_size(self) -> int:
+        """How many records are left to read."""
         return len(self._queue)
 
     def __repr__(self) -> str:
