@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from kstream.record import Record
+from kstream.runtime.shared_values import checked_child
 
 if TYPE_CHECKING:
     from kstream.runtime.task import Task
@@ -85,6 +86,9 @@ class ProcessorContext:
             self._downstream = targets[0]
         else:
             head, last = targets[:-1], targets[-1]
+            if self._task.check_shared_values:
+                head = [checked_child(child, name) for child, name in zip(head, children,
+                                                                           strict=False)]
 
             def fan_out(record: Record) -> None:
                 for child in head:

@@ -22,6 +22,7 @@ from typing import Any, TypeGuard
 from kstream.processor import Processor
 from kstream.record import Record
 from kstream.runtime.operator import Fusable
+from kstream.runtime.shared_values import checked_child
 from kstream.topology import Topology
 
 Chain = Callable[[Any, Any, int, Any, int], None]
@@ -37,6 +38,7 @@ class _Emitter:
         self.lines: list[str] = []
         self.env: dict[str, Any] = {"Record": Record, "TOPIC": topic, "PARTITION": partition}
         self.counter = 0
+        self.check_shared_values = False  # fan-outs wrap children (TopologyTestDriver)
 
     def bind(self, value: Any, prefix: str) -> str:
         name = self.local(prefix)
@@ -57,21 +59,25 @@ def fusable(proc: Processor) -> TypeGuard[Fusable]:
 
 
 def compile_chain(topology: Topology, first_children: list[str],
-                  processors: dict[str, Processor], topic: str, partition: int) -> Chain:
+                  processors: dict[str, Processor], topic: str, partition: int, *,
+                  check_shared_values: bool = False) -> Chain:
     """Generate the function that runs a source's records through its fusable operators.
 
     Processors must be initialised (a fused sink reads its collector from its context).
     """
     em = _Emitter(topic, partition)
+    em.check_shared_values = check_shared_values
     em.line(0, "def chain(key, value, ts, headers, offset):")
     _emit_children(em, topology, first_children, processors, depth=1, skip="return")
     return _compile(em, "chain", f"chain {topic}")
 
 
 def compile_record_entry(topology: Topology, node: str,
-                         processors: dict[str, Processor]) -> Callable[[Record], None]:
+                         processors: dict[str, Processor], *,
+                         check_shared_values: bool = False) -> Callable[[Record], None]:
     """A fused function that takes a Record at `node` (e.g. the output of an aggregation)."""
     em = _Emitter("", -1)
+    em.check_shared_values = check_shared_values
     em.line(0, "def entry(record):")
     em.line(1, "key = record.key; value = record.value; ts = record.timestamp")
     em.line(1, "headers = record.headers; offset = record.offset")
@@ -107,7 +113,10 @@ def _emit_children(em: _Emitter, topology: Topology, children: list[str],
     # Fan-out as ProcessorContext does it: copies for all but the last child (the copy is
     # Record.copy's), the last one gets the record's own header list.
     for i, child in enumerate(children):
-        proc = em.bind(processors[child].process, "proc")
+        target: Callable[[Record], None] = processors[child].process
+        if em.check_shared_values and i < len(children) - 1:
+            target = checked_child(target, child)
+        proc = em.bind(target, "proc")
         own = "headers" if i == len(children) - 1 else "list(headers) if headers else headers"
         em.line(depth, f"{proc}(Record(key, value, ts, {own}, TOPIC, PARTITION, offset))")
 

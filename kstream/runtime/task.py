@@ -26,6 +26,7 @@ from kstream.processor import Processor, ProcessorContext, PunctuationType
 from kstream.record import Record
 from kstream.runtime.fusion import Chain, compile_chain, compile_record_entry, fusable
 from kstream.runtime.punctuation import PunctuationSchedule, Punctuator
+from kstream.runtime.shared_values import checked_child
 from kstream.runtime.sink import SinkOp
 from kstream.topology import ProcessorNode, SinkNode, SourceNode, SubTopology, Topology
 from serdes import SerdeContext
@@ -79,8 +80,12 @@ class Task:
 
     def __init__(self, application_id: str, topology: Topology, sub: SubTopology, partition: int,
                  collector: RecordCollector, stores: dict[str, Any] | None = None,
-                 clock: Callable[[], int] | None = None, *, fusion: bool = True) -> None:
+                 clock: Callable[[], int] | None = None, *, fusion: bool = True,
+                 check_shared_values: bool = False) -> None:
         self.application_id = application_id
+        # TopologyTestDriver: fan-outs check that no branch mutates a shared value
+        # (kstream.runtime.shared_values). Read while building, so set before _build.
+        self.check_shared_values = check_shared_values
         self.sub = sub
         self.partition = partition
         self.task_id = f"{sub.index}_{partition}"
@@ -139,15 +144,22 @@ class Task:
         """How a parent hands a record to `node`: a fused chain when it starts there."""
         proc = self._processors[node]
         if self._fusion and fusable(proc):
-            return compile_record_entry(topology, node, self._processors)
+            return compile_record_entry(topology, node, self._processors,
+                                        check_shared_values=self.check_shared_values)
         return proc.process
 
     def _chain(self, topology: Topology, source: SourceNode, topic: str) -> Chain:
         """What runs after deserialization: fused operators, or plain processor calls."""
         children = topology.children[source.name]
         if self._fusion:
-            return compile_chain(topology, children, self._processors, topic, self.partition)
-        downstream = _fan_out([self._processors[kid].process for kid in children])
+            return compile_chain(topology, children, self._processors, topic, self.partition,
+                                 check_shared_values=self.check_shared_values)
+        targets: list[Callable[[Record], None]] = [self._processors[kid].process
+                                                   for kid in children]
+        if self.check_shared_values and len(targets) > 1:
+            targets = [checked_child(t, kid) for t, kid in zip(targets[:-1], children,
+                                                               strict=False)] + targets[-1:]
+        downstream = _fan_out(targets)
         partition = self.partition
 
         def unfused(key: Any, value: Any, ts: int, headers: Any, offset: int) -> None:
@@ -354,7 +366,8 @@ def _topological(topology: Topology, names: list[str]) -> list[str]:
 
 def build_task(application_id: str, topology: Topology, sub: SubTopology, partition: int,
                collector: RecordCollector, state_root: Path,
-               clock: Callable[[], int] | None = None, *, fusion: bool = True) -> Task:
+               clock: Callable[[], int] | None = None, *, fusion: bool = True,
+               check_shared_values: bool = False) -> Task:
     """Create a task and its stores; the engine and the TopologyTestDriver both come here.
 
     Each store builder makes the task's instance under `<state_root>/<task_id>/`, logging to
@@ -367,4 +380,4 @@ def build_task(application_id: str, topology: Topology, sub: SubTopology, partit
         stores[name] = builder.build(state_root / task_id, partition,
                                      builder.changelog_topic(application_id))
     return Task(application_id, topology, sub, partition, collector, stores, clock,
-                fusion=fusion)
+                fusion=fusion, check_shared_values=check_shared_values)

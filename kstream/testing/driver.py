@@ -115,7 +115,8 @@ class TopologyTestDriver:
                  partitions: Mapping[str, int] | None = None, error_policy: str = ERROR_FAIL,
                  processing_guarantee: str = EXACTLY_ONCE, initial_wall_clock_ms: int = 0,
                  state_dir: Path | str | None = None, commit_every: int | None = 1,
-                 fusion: bool = True, check_store_round_trip: bool = True) -> None:
+                 fusion: bool = True, check_store_round_trip: bool = True,
+                 check_shared_values: bool = True) -> None:
         if error_policy not in ERROR_POLICIES:
             raise ConfigError(f"error_policy {error_policy!r} must be one of "
                               f"{', '.join(ERROR_POLICIES)}")
@@ -139,6 +140,9 @@ class TopologyTestDriver:
         # different after a restart (JSON: datetime -> str, tuple -> list) raises
         # StoreRoundTripError naming store, key and types (kstream.state.round_trip).
         self.check_store_round_trip = check_store_round_trip
+        # Branches share key and value objects: an operator that changes one in place raises
+        # SharedValueMutatedError naming it (kstream.runtime.shared_values).
+        self.check_shared_values = check_shared_values
         self.dlq_topic = f"{application_id}-dlq"
         self._partitions = self._check_topics(dict(partitions or {}))
         self._sub_of_topic = {t: s.index for s in self._subtopologies for t in s.source_topics}
@@ -215,7 +219,8 @@ class TopologyTestDriver:
             for partition in range(count):
                 self._tasks[(sub.index, partition)] = build_task(
                     self.application_id, self.topology, sub, partition, self._collector,
-                    self.state_dir, self._clock, fusion=self.fusion)
+                    self.state_dir, self._clock, fusion=self.fusion,
+                    check_shared_values=self.check_shared_values)
                 self._check_round_trips(self._tasks[(sub.index, partition)])
         self._bind_handlers()
 
@@ -589,7 +594,8 @@ class TopologyTestDriver:
                 self._skipped_retired[reason] = self._skipped_retired.get(reason, 0) + count
             self._tasks[key] = Task(self.application_id, self.topology,
                                     self._subtopologies[key[0]], key[1], self._collector,
-                                    old.stores, self._clock, fusion=self.fusion)
+                                    old.stores, self._clock, fusion=self.fusion,
+                                    check_shared_values=self.check_shared_values)
         self._bind_handlers()
         committed = self._consumer.committed(self._assignment)
         for tp in committed:
