@@ -414,7 +414,10 @@ class SessionWindowAggregateOp(_WindowedAggregate):
 
     Sessions within the inactivity gap of the record are merged (aggregates combined with the
     merger) into one; the replaced sessions are deleted (tombstones downstream in update mode,
-    and their pending final results cancelled). Closed sessions are final: never merged again.
+    and their pending final results cancelled). In emit="final" mode closed sessions are final
+    (their result is out): never merged again. In update mode a record merges every session
+    it touches that the store still holds, and is late only if the merged session ends before
+    stream time - grace (Kafka Streams' rule).
     """
 
     def __init__(self, store_name: str, index_name: str | None, windows: Any,
@@ -445,8 +448,12 @@ class SessionWindowAggregateOp(_WindowedAggregate):
         store = self._store
         kb = store.key_bytes(key)
         gap = self._gap
-        # Open sessions only: one ending before cut - gap can no longer grow (closed, final).
-        found = store.find_raw(kb, max(ts - gap, cut - gap), ts + gap, max(st, ts))  # type: ignore[attr-defined]
+        # emit="final": open sessions only; one ending before cut - gap is closed and its
+        # final result out, so it never grows again. emit="update" (as Kafka Streams): every
+        # session the record touches, closed or not, merges; lateness is judged on the merged
+        # session's end below, so a record bridging a closed and a live session merges both.
+        lowest_end = max(ts - gap, cut - gap) if self._pending is not None else ts - gap
+        found = store.find_raw(kb, lowest_end, ts + gap, max(st, ts))  # type: ignore[attr-defined]
         start = end = ts
         for _, s, e, _ in found:
             start, end = min(start, s), max(end, e)

@@ -71,3 +71,20 @@ def test_sessions_match_brute_force_on_out_of_order_input(seed: int) -> None:
         got = {(s, e): v for _, s, e, v, _ in outputs(driver)}
         assert late_count(driver) == 0
     assert got == _brute_force(times, gap)
+
+
+def test_update_mode_bridges_a_closed_session_as_kafka_streams_does() -> None:
+    """Issue 15, point 8. gap 10, grace 5: [0,0] is closed at stream time 16 (0 + 10 + 5 <
+    16) but still stored; a@10 is within the gap of it and of [16,16]. Kafka Streams merges
+    all three into [0,16] (late only if the merged session ended before 16 - 5); in emit=
+    "final" mode [0,0]'s final result is out, so it stays closed (the documented rule)."""
+    records = [("a", 0), ("a", 16), ("a", 10)]
+    with count_driver(SessionWindows(10, grace=5)) as driver:
+        pipe(driver, records)
+        assert outputs(driver)[2:] == [("a", 0, 0, None, 10), ("a", 16, 16, None, 10),
+                                       ("a", 0, 16, 3, 10)]
+        assert late_count(driver) == 0
+    with count_driver(SessionWindows(10, grace=5), emit="final") as driver:
+        pipe(driver, [*records, ("z", 100)])
+        assert [o for o in outputs(driver) if o[0] == "a"] == [("a", 0, 0, 1, 0),
+                                                            ("a", 10, 16, 2, 16)]
