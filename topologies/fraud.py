@@ -1,15 +1,21 @@
-"""Fraud detection: card payments → alerts, on event time, exactly-once.
+"""Fraud detection: card payments (and account events) → alerts, on event time, exactly-once.
 
-    payments ─┬─ sliding 10 min {count, total} ("fraud-velocity") ──┐
-              │                                                     ├─ merge ─► AlertOnce ─► alerts
-              └─ sliding 5 min {countries} ("fraud-countries") ─────┘   ("fraud-alerted" store)
+    payments ─┬─ sliding 10 min {count, total} ("fraud-velocity") ─┐
+              ├─ sliding 5 min {countries} ("fraud-countries") ────┴─ merge ─► AlertOnce ─┐
+              │                                             ("fraud-alerted" store)       ├─► alerts
+              └─ join [t - N min, t] ("fraud-takeover") ─► takeover alerts ───────────────┘
+    account events ─ filter(risky) ─┘
 
-Rules, per card (the input key): more than MAX_PAYMENTS payments, or a total over MAX_TOTAL,
-within any 10 minutes; payments from two or more countries within 5 minutes. The windowed
-aggregations emit every update, so an alert goes out with the payment that crossed the line
-rather than when a window closes. Overlapping sliding windows would repeat the same alert for
-one burst, so `AlertOnce` remembers per card and reason the end of the last alerted window and
-stays quiet for windows overlapping it: one alert per burst, again after the burst.
+Rules, per card (the key of both inputs): more than MAX_PAYMENTS payments, or a total over
+MAX_TOTAL, within any 10 minutes; payments from two or more countries within 5 minutes; a
+payment at most N minutes after a password change or a login from a new device (an account
+takeover pattern). The windowed aggregations emit every update, so an alert goes out with the
+payment that crossed the line rather than when a window closes. Overlapping sliding windows
+would repeat the same alert for one burst, so `AlertOnce` remembers per card and reason the
+end of the last alerted window and stays quiet for windows overlapping it: one alert per
+burst, again after the burst. The takeover rule is an inner stream-stream join: one alert per
+(payment, risky event) pair, emitted when the second of the two arrives, so an event that
+arrives after its payment (within the grace period) still flags it.
 """
 
 from __future__ import annotations
@@ -20,13 +26,14 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from kstream import EXACTLY_ONCE, App, Processor, Record, StreamBuilder, Topology
+from kstream import EXACTLY_ONCE, App, JoinWindows, Processor, Record, StreamBuilder, Topology
 from kstream.demo import DemoSpec
 from kstream.state import kv_store
 from kstream.windows import SlidingWindows, field_timestamp
 from serdes import JsonSerde, StringSerde, Windowed
 
 INPUT = "fraud-payments"
+EVENTS = "fraud-account-events"
 OUTPUT = "fraud-alerts"
 
 MINUTE = 60_000
@@ -34,11 +41,16 @@ MAX_PAYMENTS = 5  # more than this many payments within VELOCITY_WINDOW is an al
 MAX_TOTAL = 5000.0  # a total above this within VELOCITY_WINDOW is an alert
 VELOCITY_WINDOW = 10 * MINUTE
 COUNTRY_WINDOW = 5 * MINUTE
-GRACE = 2 * MINUTE  # payment terminals report late; later payments are dropped (and counted)
+GRACE = 2 * MINUTE  # payment terminals report late; later records are dropped (and counted)
+TAKEOVER_MINUTES = 10  # default N: a payment this soon after a risky account event is flagged
 
 TOO_MANY = "too_many_payments"
 HIGH_TOTAL = "high_total"
 COUNTRY_CHANGE = "country_change"
+ACCOUNT_TAKEOVER = "account_takeover"
+PASSWORD_CHANGE = "password_change"  # account event types; a login may come from a new device
+LOGIN = "login"
+NEW_DEVICE_LOGIN = "new_device_login"  # the takeover alert's "trigger" for such a login
 ALERTED_STORE = "fraud-alerted"
 
 
@@ -75,6 +87,20 @@ def country_alerts(window: Windowed, countries: list[str] | None
     return [_alert(window, COUNTRY_CHANGE, countries=countries)]
 
 
+def is_risky(_card: str, event: dict[str, Any]) -> bool:
+    """Account events that make the next payments suspicious."""
+    return event["type"] == PASSWORD_CHANGE or (event["type"] == LOGIN
+                                                 and bool(event.get("new_device")))
+
+
+def takeover_alert(payment: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
+    """The join's result: the window runs from the risky event to the payment."""
+    trigger = PASSWORD_CHANGE if event["type"] == PASSWORD_CHANGE else NEW_DEVICE_LOGIN
+    return {"card": payment["card"], "reason": ACCOUNT_TAKEOVER, "window_start": event["ts"],
+            "window_end": payment["ts"], "trigger": trigger, "device": event.get("device"),
+            "amount": payment["amount"], "country": payment["country"]}
+
+
 class AlertOnce(Processor):
     """Forwards an alert unless the same card and reason already alerted an overlapping window.
 
@@ -97,10 +123,14 @@ class AlertOnce(Processor):
         self.context.forward(record)
 
 
-def build(input_topic: str = INPUT, output_topic: str = OUTPUT) -> Topology:
+def build(input_topic: str = INPUT, events_topic: str = EVENTS, output_topic: str = OUTPUT,
+          *, takeover_minutes: float = TAKEOVER_MINUTES) -> Topology:
+    """Topics in `kstream demo` order (inputs, then the output); `takeover_minutes` is N."""
     builder = StreamBuilder()
     payments = builder.stream(input_topic, key_serde=StringSerde(), value_serde=JsonSerde(),
                               timestamp_extractor=field_timestamp("ts"))
+    events = builder.stream(events_topic, key_serde=StringSerde(), value_serde=JsonSerde(),
+                            timestamp_extractor=field_timestamp("ts"))
     by_card = payments.group_by_key()
     velocity = (by_card.windowed_by(SlidingWindows(VELOCITY_WINDOW, grace=GRACE))
                 .aggregate(lambda: {"count": 0, "total": 0.0}, _add_payment, "fraud-velocity")
@@ -110,8 +140,15 @@ def build(input_topic: str = INPUT, output_topic: str = OUTPUT) -> Topology:
                  .to_stream().flat_map(country_alerts))
     builder.topology.add_store(kv_store(ALERTED_STORE, key_serde=StringSerde(),
                                         value_serde=JsonSerde()))
+    # A payment at t meets risky events of its card in [t - N, t]; both sides are buffered for
+    # N + GRACE of stream time.
+    takeovers = payments.join(
+        events.filter(is_risky), takeover_alert,
+        windows=JoinWindows(before=round(takeover_minutes * MINUTE), after=0, grace=GRACE),
+        name="fraud-takeover")
     (velocity.merge(countries)
      .process(AlertOnce, ALERTED_STORE, name="fraud-alert-once")
+     .merge(takeovers)
      .to(output_topic, key_serde=StringSerde(), value_serde=JsonSerde()))
     return builder.build()
 
@@ -137,6 +174,12 @@ def payment(card: str, amount: float, country: str, ts: int) -> SampleRecord:
     return (INPUT, card, {"card": card, "amount": amount, "country": country, "ts": ts}, ts)
 
 
+def account_event(card: str, kind: str, device: str, ts: int,
+                  new_device: bool = False) -> SampleRecord:
+    return (EVENTS, card, {"card": card, "type": kind, "device": device,
+                           "new_device": new_device, "ts": ts}, ts)
+
+
 def _frauds(base: int) -> list[SampleRecord]:
     """Three planted patterns: a burst, a big spender and a card in two countries."""
     burst = [payment("card-0007", 19.99 + i, "DE", base + 30 * MINUTE + i * 50_000)
@@ -148,21 +191,37 @@ def _frauds(base: int) -> list[SampleRecord]:
     return burst + big + travel
 
 
+def _takeovers(base: int) -> list[SampleRecord]:
+    """Planted account takeovers: a payment 4 minutes after a login from a new device, and
+    payments 2 and 25 minutes after a password change (only the first within the default N)."""
+    return [account_event("card-0031", LOGIN, "laptop-7f3a", base + 40 * MINUTE, new_device=True),
+            payment("card-0031", 480.0, "DE", base + 44 * MINUTE),
+            account_event("card-0042", PASSWORD_CHANGE, "phone-0042", base + 70 * MINUTE),
+            payment("card-0042", 899.0, "FR", base + 72 * MINUTE),
+            payment("card-0042", 35.0, "FR", base + 95 * MINUTE)]
+
+
 def generate(count: int, now_ms: int | None = None) -> list[SampleRecord]:
-    """`count` payments over two hours for count // 10 cards (at least 20), deterministic for a
-    given count within one hour; ordinary cards pay modestly from their home country."""
+    """`count` records over two hours for count // 10 cards (at least 20), deterministic for a
+    given count within one hour: about one account event (a login from the card holder's own
+    phone) for every nine payments, ordinary cards paying modestly from their home country,
+    and the planted frauds."""
     rng = random.Random(count)
     base = base_time(now_ms)
-    planted = _frauds(base)[:count]
-    cards = [f"card-{i:04d}" for i in range(max(20, count // 10)) if i not in (7, 13, 21)]
+    planted = (_frauds(base) + _takeovers(base))[:count]
+    planted_cards = {key for _, key, _, _ in _frauds(base) + _takeovers(base)}
+    cards = [card for card in (f"card-{i:04d}" for i in range(max(20, count // 10)))
+             if card not in planted_cards]
     home = {card: rng.choice(_COUNTRIES) for card in cards}
     normal = []
-    for _ in range(count - len(planted)):
-        card = rng.choice(cards)
-        normal.append(payment(card, round(rng.uniform(3, 250), 2), home[card],
-                              base + rng.randrange(120 * MINUTE)))
+    for i in range(count - len(planted)):
+        card, ts = rng.choice(cards), base + rng.randrange(120 * MINUTE)
+        if i % 10 == 9:
+            normal.append(account_event(card, LOGIN, f"phone-{card[5:]}", ts))
+        else:
+            normal.append(payment(card, round(rng.uniform(3, 250), 2), home[card], ts))
     records = sorted(planted + normal, key=lambda r: r[3])
-    # A few payments arrive a little late (within the grace period), as real terminals do.
+    # A few records arrive a little late (within the grace period), as from real terminals.
     for i in range(5, len(records) - 1, 37):
         if records[i + 1][3] - records[i][3] < GRACE // 2:
             records[i], records[i + 1] = records[i + 1], records[i]
@@ -180,6 +239,11 @@ def describe(alert: dict[str, Any]) -> str:
         what = f"too many payments ({alert['payments']} in {VELOCITY_WINDOW // MINUTE} min)"
     elif alert["reason"] == HIGH_TOTAL:
         what = f"high total ({alert['total']:.2f} in {VELOCITY_WINDOW // MINUTE} min)"
+    elif alert["reason"] == ACCOUNT_TAKEOVER:
+        after = (alert["window_end"] - alert["window_start"]) / MINUTE
+        event = ("a password change" if alert["trigger"] == PASSWORD_CHANGE
+                 else f"a login from a new device ({alert['device']})")
+        what = f"paid {alert['amount']:.2f} {after:g} min after {event}"
     else:
         what = (f"payments from {', '.join(alert['countries'])} "
                 f"within {COUNTRY_WINDOW // MINUTE} min")
@@ -188,7 +252,7 @@ def describe(alert: dict[str, Any]) -> str:
 
 def summarize(outputs: dict[str, list[Record]]) -> str:
     alerts = sorted((r.value for r in outputs[OUTPUT]),
-                    key=lambda a: (a["window_end"], a["card"], a["reason"]))
+                    key=lambda a: (a["window_end"], a["card"], a["reason"], a["window_start"]))
     cards = {a["card"] for a in alerts}
     lines = [f"{len(alerts)} alerts for {len(cards)} cards:"]
     lines += [f"  {describe(a)}" for a in alerts[:20]]
@@ -197,8 +261,9 @@ def summarize(outputs: dict[str, list[Record]]) -> str:
     return "\n".join(lines)
 
 
-DEMO = DemoSpec(build=build, inputs={INPUT: 3},
-                input_serdes={INPUT: (StringSerde(), JsonSerde())},
+DEMO = DemoSpec(build=build, inputs={INPUT: 3, EVENTS: 3},
+                input_serdes={INPUT: (StringSerde(), JsonSerde()),
+                              EVENTS: (StringSerde(), JsonSerde())},
                 outputs={OUTPUT: (StringSerde(), JsonSerde())},
                 generate=generate, summarize=summarize, default_records=2000,
                 settings={"processing_guarantee": EXACTLY_ONCE})
