@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -99,12 +100,38 @@ class App:
                                                     _AppMetrics(self)))
         return self._registry
 
-    def savepoint(self, directory: str | Path, make_archive: bool = False) -> Path:
-        """`app.savepoint(DIR) -> Path`: a savepoint of this application's group (running or
-        not) in the new directory DIR; see kstream.savepoint.create_savepoint."""
+    def savepoint(self, directory: str | Path, make_archive: bool = False, *,
+                  stop: bool = False, stop_timeout_s: float = 300.0) -> Path:
+        """`app.savepoint(DIR, make_archive=False, stop=False) -> Path`: a savepoint of this
+        application's group in the new directory DIR; see kstream.savepoint.create_savepoint.
+
+        Without `stop` the group keeps running and is not paused. With `stop=True` this
+        instance, if it runs in this process, is stopped first as SIGTERM would: it finishes
+        its batch, commits and leaves the group; then the savepoint waits (up to
+        `stop_timeout_s`) until no other instance is left in the group and no transaction is
+        open, and reads the stopped state. The app stays stopped: run it (or a restored
+        version) again afterwards."""
         from kstream.savepoint import create_savepoint
 
-        return create_savepoint(self, directory, make_archive=make_archive)
+        if stop:
+            self._stop_and_wait(stop_timeout_s)
+        return create_savepoint(self, directory, make_archive=make_archive, stop=stop,
+                                stop_timeout_s=stop_timeout_s)
+
+    def _stop_and_wait(self, timeout_s: float) -> None:
+        """Stop this instance's engine and wait until it has committed and left the group."""
+        from kstream.savepoint import SavepointError
+
+        engine = self._engine
+        if engine is None:
+            return
+        deadline = time.monotonic() + timeout_s
+        while engine.life.state is not EngineState.STOPPED:
+            engine.request_stop()
+            if time.monotonic() > deadline:
+                raise SavepointError(f"{self.config.application_id} did not stop within "
+                                     f"{timeout_s:.0f}s (state {engine.life.state.value})")
+            time.sleep(0.05)
 
     def stop(self) -> None:
         """Ask a running `run()` to stop, as SIGTERM does (finish the batch, commit, leave the

@@ -137,10 +137,8 @@ def _cmd_savepoint(args: argparse.Namespace) -> int:
     try:
         if args.action == "create":
             app = _load_app(args.app, args.bootstrap_servers)
-            if args.stop:
-                raise SavepointError("--stop is not supported: stop the app (SIGTERM commits "
-                                     "and leaves the group), then create the savepoint")
-            path = create_savepoint(app, args.dir, make_archive=args.archive, say=say)
+            path = create_savepoint(app, args.dir, make_archive=args.archive, stop=args.stop,
+                                    stop_timeout_s=args.stop_timeout, say=say)
             say(f"savepoint written: {path}")
         elif args.action == "show":
             with Savepoint.open(args.dir) as sp:
@@ -247,7 +245,13 @@ def main(argv: list[str] | None = None) -> int:
     sp_create.add_argument("app", help="package.module:app")
     sp_create.add_argument("dir", type=Path)
     sp_create.add_argument("--stop", action="store_true",
-                           help="not supported: stop the app first instead")
+                           help="savepoint of the stopped app: wait until every instance has "
+                                "left the group (stop each one: SIGTERM finishes its batch, "
+                                "commits and leaves) and no transaction is open, then read; "
+                                "the instances are not stopped by this command")
+    sp_create.add_argument("--stop-timeout", type=float, default=300.0, metavar="SECONDS",
+                           help="with --stop: how long to wait for the group to empty "
+                                "(default 300)")
     sp_create.add_argument("--archive", action="store_true", help="also pack DIR into DIR.tar "
                            "(and remove DIR)")
     sp_create.add_argument("--bootstrap-servers", default=None)

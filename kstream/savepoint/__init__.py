@@ -3,7 +3,8 @@ files, restorable into changed code or under another application id (a fork).
 
 Public API::
 
-    create_savepoint(app, DIR, make_archive=False) -> Path     # also App.savepoint(DIR)
+    create_savepoint(app, DIR, make_archive=False, stop=False) -> Path
+        # also App.savepoint(DIR, stop=False): stop=True stops this instance first
     Savepoint.open(DIR, topology=None) -> Savepoint            # .stores, .entries(), .writer()
     SavepointWriter: rename_store, drop_store, map_values, repartition_store, write(DIR)
     restore_savepoint(DIR, app, application_id=None, allow_non_restored_state=False)

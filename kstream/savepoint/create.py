@@ -19,14 +19,45 @@ changelog markers written at about the same time; if one is not yet written when
 that partition's LSO still stands at the transaction's first record and moves when the marker
 lands, so L2 differs unless the broker took longer than the whole O1..L2 read to write that one
 marker. That residual window (markers of one transaction reaching different partitions more
-than a round trip apart) is the limit of reading without pausing; `App.stop()` first removes
-it (the savepoint of a stopped app has no transaction in flight).
+than a round trip apart) is the limit of reading without pausing; `stop=True` removes it
+(the savepoint of a stopped app has no transaction in flight).
+
+Repartition topics need one more condition. A changelog partition has one writer (the task
+that owns it; a new owner writes only after its restore has read past every open transaction of
+the old one), but a repartition partition is written by every instance's upstream tasks, so
+their transactions interleave: instance X's transaction opens at offset L, instance Y's
+transaction writes records after L and commits, and its offsets are in O while the LSO stays at
+L. Reading up to L would lose Y's records (their input counts as consumed); reading past L would
+take X's records, whose input is not. A reader cannot tell the two apart (librdkafka does not
+expose a record's producer), but it can see whether such a Y can exist: every transaction that
+ended leaves a control record (a marker, an offset gap to a read_uncommitted reader) on each
+partition it wrote. So after O and L agree, each repartition partition is read
+read_uncommitted from its LSO to its high watermark: no gap there means every record from L on
+belongs to a transaction still open (up to the residual window above: a marker written
+later than the high watermark is read), and L is the exact cut; a gap means retry. A single
+instance never leaves a gap there (its next transaction starts after its markers); several
+busy instances writing one repartition partition may leave one at every moment: then `create`
+gives up after `consistent_timeout_s` with an error naming the topic, and the savepoint is
+taken with `stop=True` (nothing is lost either way).
 
 Under at-least-once there are no transactions: the changelog may hold writes whose input
 offsets were not committed yet (they would be processed again after a restore, so the state
 counts them twice), never the other way round (offsets are committed after the changelog is
 acknowledged). Such a savepoint is marked "at_least_once" in its manifest: state is at or
 ahead of the offsets, not equal to them. Stop the app first for an exact one.
+
+`stop=True` (`kstream savepoint create --stop`) takes the savepoint of a stopped application:
+it waits until the consumer group has no live member (every instance finished its batch,
+committed and left the group) and no transaction is open on a changelog or repartition
+partition (an instance killed mid-transaction leaves one until the broker aborts it, after the
+app's `transaction_timeout_ms`), reads, and before publishing the directory checks that the
+group is still empty and its offsets unchanged. The state then equals the offsets exactly,
+under at-least-once too (for instances that stopped cleanly), and busy multi-instance apps
+with repartition topics need no quiet moment. `App.savepoint(DIR, stop=True)` first stops the
+instance running in this process; the command line cannot reach the instances (kstream has no
+control channel to running processes, and the query server has no authentication, so it gets
+no endpoint that stops the app): `--stop` waits, naming the instances still running, while
+their operator stops them (SIGTERM, scaling to zero).
 """
 
 from __future__ import annotations
@@ -52,6 +83,8 @@ from confluent_kafka.admin import AdminClient, OffsetSpec
 
 import kstream
 from kstream.app import App
+from kstream.errors import StoreNotAvailableError
+from kstream.hosts import describe_group
 from kstream.runtime.topics import internal_partitions
 from kstream.savepoint.format import (
     SavepointError,
@@ -76,9 +109,16 @@ log = logging.getLogger("kstream.savepoint")
 
 TIMEOUT_S = 30.0
 CONSISTENT_READ_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 300.0
 POLL_S = 0.2
+SAY_EVERY_S = 10.0
 
 TP = tuple[str, int]
+
+CONSISTENCY_STOPPED = ("stopped: no live member and no open transaction while the snapshot was "
+                       "read; store contents equal the committed offsets")
+CONSISTENCY_EOS = "exactly_once: store contents equal the committed offsets"
+CONSISTENCY_ALOS = "at_least_once: stores may be ahead of the committed offsets"
 
 
 def client_config(app: App) -> dict[str, Any]:
@@ -89,12 +129,23 @@ def client_config(app: App) -> dict[str, Any]:
 
 
 def create_savepoint(app: App, directory: str | Path, *, make_archive: bool = False,
-                     timeout_s: float = 300.0, say: Callable[[str], None] = log.info) -> Path:
-    """`create_savepoint(app, DIR, make_archive=False) -> Path`: write a savepoint of `app`'s
-    group (running or not) into the new directory DIR (and DIR.tar with `make_archive`).
+                     stop: bool = False, stop_timeout_s: float = STOP_TIMEOUT_S,
+                     timeout_s: float = 300.0,
+                     consistent_timeout_s: float = CONSISTENT_READ_TIMEOUT_S,
+                     say: Callable[[str], None] = log.info) -> Path:
+    """`create_savepoint(app, DIR, make_archive=False, stop=False) -> Path`: write a savepoint
+    of `app`'s group into the new directory DIR (and DIR.tar with `make_archive`).
 
-    Returns the directory (or the archive). SavepointError when DIR exists, a changelog cannot
-    be read to its consistent end within `timeout_s`, or the group has no committed offsets.
+    Without `stop` the group may be running (it is not paused; see the module docstring for
+    why the copy is consistent and when no consistent moment can be found). With `stop` the
+    savepoint is of the stopped group: it waits up to `stop_timeout_s` for every instance to
+    have left the group and every transaction to be closed (it stops no process itself:
+    `App.savepoint(DIR, stop=True)` stops the instance running in this process first).
+
+    Returns the directory (or the archive). SavepointError, with no DIR written, when DIR
+    exists, the group has no committed offsets, no consistent moment is found within
+    `consistent_timeout_s`, a changelog cannot be read within `timeout_s`, or with `stop` the
+    group does not become empty (or an instance rejoins while the snapshot is read).
     """
     root = Path(directory)
     if root.exists():
@@ -119,12 +170,22 @@ def create_savepoint(app: App, directory: str | Path, *, make_archive: bool = Fa
     repartitions = [t for t, spec in internal.items() if spec.kind == "repartition"]
     watched = [(t, p) for t in list(changelogs) + repartitions if t in counts
                for p in range(counts[t])]
+    interleaved = [(t, p) for t, p in watched if t in repartitions]
     began = time.monotonic()
+    if stop:
+        _wait_group_empty(admin, app_id, began + stop_timeout_s, say)
+        _wait_no_open_transactions(admin, watched, began + stop_timeout_s, say)
+        say(f"{app_id} is stopped: no live member, no open transaction "
+            f"({time.monotonic() - began:.2f}s)")
     consumer = Consumer({**conf, "group.id": app_id, "enable.auto.commit": False,
                          "isolation.level": "read_committed", "enable.partition.eof": True,
                          "auto.offset.reset": "earliest"})
+    scanner = Consumer({**conf, "group.id": app_id, "enable.auto.commit": False,
+                        "isolation.level": "read_uncommitted", "enable.partition.eof": True,
+                        "auto.offset.reset": "earliest"}) if interleaved else None
     try:
-        offsets, ends = _consistent_positions(admin, consumer, inputs, watched)
+        offsets, ends = _consistent_positions(admin, consumer, scanner, inputs, watched,
+                                              interleaved, consistent_timeout_s)
         if not any(o.offset >= 0 for o in offsets.values()):
             raise SavepointError(f"consumer group {app_id} has no committed offsets: the app "
                                  "never committed (nothing to save)")
@@ -164,14 +225,14 @@ def create_savepoint(app: App, directory: str | Path, *, make_archive: bool = Fa
                                                 write_records(tmp / name, records), start))
                     files.append(name)
             description, print_ = fingerprint(topology)
+            consistency = (CONSISTENCY_STOPPED if stop else
+                           CONSISTENCY_EOS if cfg.exactly_once else CONSISTENCY_ALOS)
             manifest = Manifest(
                 application_id=app_id, kstream_version=kstream.__version__,
                 created_at=datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
                 topology_description=description, topology_fingerprint=print_,
                 processing_guarantee=cfg.processing_guarantee,
-                consistency=("exactly_once: store contents equal the committed offsets"
-                             if cfg.exactly_once else
-                             "at_least_once: stores may be ahead of the committed offsets"),
+                consistency=consistency,
                 stores=entries,
                 offsets=[o for o in offsets.values() if o.topic not in internal
                          or internal[o.topic].kind == "repartition"],
@@ -180,12 +241,16 @@ def create_savepoint(app: App, directory: str | Path, *, make_archive: bool = Fa
                                   if t not in internal and t in counts})
             manifest.write(tmp)
             write_checksums(tmp, [*files, "manifest.json"])
+            if stop:
+                _check_still_stopped(admin, consumer, app_id, inputs, offsets)
             tmp.rename(root)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     finally:
         consumer.close()
+        if scanner is not None:
+            scanner.close()
     total = sum(sum(e.counts.values()) for e in entries)
     say(f"savepoint {root}: {len(entries)} stores, {total} entries, "
         f"{len([o for o in offsets.values() if o.offset >= 0])} offsets, "
@@ -197,11 +262,80 @@ def create_savepoint(app: App, directory: str | Path, *, make_archive: bool = Fa
     return root
 
 
-def _consistent_positions(admin: AdminClient, consumer: Consumer, inputs: list[TP],
-                          watched: list[TP]) -> tuple[dict[TP, OffsetEntry], dict[TP, int]]:
-    """(committed offsets, LSOs) read at one consistent moment: see the module docstring."""
-    deadline = time.monotonic() + CONSISTENT_READ_TIMEOUT_S
+def _wait_group_empty(admin: AdminClient, app_id: str, deadline: float,
+                      say: Callable[[str], None]) -> None:
+    """Until the consumer group has no member (a member killed without leaving stays until
+    its session times out); SavepointError at `deadline`, naming the members."""
+    said = 0.0
+    while True:
+        try:
+            members = list(describe_group(admin, app_id, TIMEOUT_S).instances)
+        except StoreNotAvailableError as exc:
+            members, unknown = [], str(exc)
+        else:
+            unknown = ""
+            if not members:
+                return
+        names = ", ".join(f"{m.client_id} ({m.host})" for m in members) or unknown
+        now = time.monotonic()
+        if now > deadline:
+            raise SavepointError(f"--stop: consumer group {app_id} still has live members "
+                                 f"({names}); stop every instance (SIGTERM) and try again. "
+                                 "Nothing was written")
+        if now - said >= SAY_EVERY_S:
+            said = now
+            say(f"--stop: waiting for {len(members)} live instance(s) of {app_id} to stop: "
+                f"{names}. Stop each one (SIGTERM: it finishes its batch, commits and leaves "
+                "the group)" if members else f"--stop: {unknown}")
+        time.sleep(POLL_S)
+
+
+def _wait_no_open_transactions(admin: AdminClient, watched: list[TP], deadline: float,
+                               say: Callable[[str], None]) -> None:
+    """Until every watched partition's last stable offset equals its high watermark (no
+    transaction open on it): a killed instance's transaction is aborted by the broker once
+    the transaction timeout passed."""
+    said = 0.0
+    while True:
+        stable = _stable_ends(admin, watched)
+        high = _stable_ends(admin, watched, IsolationLevel.READ_UNCOMMITTED)
+        open_ = [f"{t}[{p}]" for t, p in watched if stable[(t, p)] < high[(t, p)]]
+        if not open_:
+            return
+        now = time.monotonic()
+        if now > deadline:
+            raise SavepointError(f"--stop: a transaction is still open on {', '.join(open_)} "
+                                 "although the group is empty; nothing was written")
+        if now - said >= SAY_EVERY_S:
+            said = now
+            say(f"--stop: waiting for the open transaction on {', '.join(open_)} to end (an "
+                "instance stopped mid-transaction: the broker aborts it after the app's "
+                "transaction_timeout_ms)")
+        time.sleep(POLL_S)
+
+
+def _check_still_stopped(admin: AdminClient, consumer: Consumer, app_id: str,
+                         inputs: list[TP], offsets: dict[TP, OffsetEntry]) -> None:
+    try:
+        members = describe_group(admin, app_id, TIMEOUT_S).instances
+    except StoreNotAvailableError as exc:
+        raise SavepointError(f"--stop: cannot check that {app_id} stayed stopped: {exc}; "
+                             "nothing was written") from exc
+    now = {(o.topic, o.partition): o for o in _committed(consumer, inputs)}
+    if members or now != offsets:
+        raise SavepointError(f"--stop: an instance of {app_id} started while the savepoint "
+                             "was read; nothing was written (stop it and try again)")
+
+
+def _consistent_positions(admin: AdminClient, consumer: Consumer, scanner: Consumer | None,
+                          inputs: list[TP], watched: list[TP], interleaved: list[TP],
+                          timeout_s: float) -> tuple[dict[TP, OffsetEntry], dict[TP, int]]:
+    """(committed offsets, LSOs) read at one consistent moment: see the module docstring.
+    `interleaved`: the partitions several instances write (repartition topics), checked for
+    markers between their LSO and high watermark with the read_uncommitted `scanner`."""
+    deadline = time.monotonic() + timeout_s
     attempts = 0
+    mixed: TP | None = None
     while True:
         attempts += 1
         first = _committed(consumer, inputs)
@@ -209,13 +343,43 @@ def _consistent_positions(admin: AdminClient, consumer: Consumer, inputs: list[T
         second = _committed(consumer, inputs)
         ends_again = _stable_ends(admin, watched)
         if first == second and ends == ends_again:
-            log.info("event=savepoint_positions attempts=%d", attempts)
-            return {(o.topic, o.partition): o for o in second}, ends
+            mixed = _mixed_partition(admin, scanner, interleaved, ends,
+                                     max(deadline, time.monotonic() + TIMEOUT_S))
+            if mixed is None:
+                log.info("event=savepoint_positions attempts=%d", attempts)
+                return {(o.topic, o.partition): o for o in second}, ends
         if time.monotonic() > deadline:
+            if mixed is not None:
+                raise SavepointError(
+                    f"no exact cut of {mixed[0]}[{mixed[1]}] found in {timeout_s:.0f}s "
+                    f"({attempts} attempts): transactions of several instances interleave "
+                    "on it at every moment (one open, another committed after it began), and "
+                    "a reader cannot tell their records apart. Take the savepoint with --stop "
+                    "(App.savepoint(DIR, stop=True)) or while the input pauses. Nothing was "
+                    "written")
             raise SavepointError(
-                f"no consistent moment found in {CONSISTENT_READ_TIMEOUT_S:.0f}s "
+                f"no consistent moment found in {timeout_s:.0f}s "
                 f"({attempts} attempts): commits never paused between two reads; stop the app "
-                "and take the savepoint then")
+                "and take the savepoint then (--stop)")
+        if mixed is not None:
+            time.sleep(POLL_S / 4)  # the next commits will move the cut
+
+
+def _mixed_partition(admin: AdminClient, scanner: Consumer | None, partitions: list[TP],
+                     ends: dict[TP, int], deadline: float) -> TP | None:
+    """The first of `partitions` with a transaction marker between its LSO (`ends`) and its
+    high watermark, None when there is none (the LSO is then the exact cut)."""
+    if scanner is None or not partitions:
+        return None
+    high = _stable_ends(admin, partitions, IsolationLevel.READ_UNCOMMITTED)
+    for tp in partitions:
+        start, end = ends[tp], high[tp]
+        if start >= end:
+            continue
+        seen = sum(1 for _ in _messages(scanner, tp[0], tp[1], start, end, deadline))
+        if seen != end - start:
+            return tp
+    return None
 
 
 def _committed(consumer: Consumer, partitions: list[TP]) -> list[OffsetEntry]:
@@ -235,12 +399,14 @@ def _committed(consumer: Consumer, partitions: list[TP]) -> list[OffsetEntry]:
                         getattr(tp, "metadata", None) or "") for tp in tps]
 
 
-def _stable_ends(admin: AdminClient, partitions: list[TP]) -> dict[TP, int]:
-    """Last stable offset of each partition (read_committed ListOffsets) in one request."""
+def _stable_ends(admin: AdminClient, partitions: list[TP],
+                 isolation: IsolationLevel = IsolationLevel.READ_COMMITTED) -> dict[TP, int]:
+    """Last stable offset of each partition (read_committed ListOffsets) in one request; with
+    READ_UNCOMMITTED the high watermark."""
     if not partitions:
         return {}
     request = {TopicPartition(t, p): OffsetSpec.latest() for t, p in partitions}
-    futures = admin.list_offsets(request, isolation_level=IsolationLevel.READ_COMMITTED,
+    futures = admin.list_offsets(request, isolation_level=isolation,
                                  request_timeout=TIMEOUT_S)
     out = {}
     for tp, future in futures.items():
@@ -279,8 +445,9 @@ def _read_changelog(consumer: Consumer, topic: str, partition: int, end: int,
 
 def _messages(consumer: Consumer, topic: str, partition: int, start: int, end: int,
               deadline: float) -> Any:
-    """Committed messages of one partition with offset < end (read_committed skips aborted
-    ones and markers), from `start`; bounded by `deadline`."""
+    """Messages of one partition with offset < end, from `start`; bounded by `deadline`. A
+    read_committed consumer skips aborted ones and markers, a read_uncommitted one only
+    markers."""
     if end <= 0 or (start >= 0 and start >= end):
         return
     tp = TopicPartition(topic, partition, start)

@@ -2,7 +2,10 @@
 
 Everything is checked before anything is written to Kafka (checksums, kstream major version,
 stores by name and kind, partition counts, input topics, a group without live members, a
-local state directory nobody holds), so a refused restore leaves Kafka as it was. Then:
+local state directory nobody holds), so a refused restore leaves Kafka as it was. A window or
+session store whose segment interval changed (its retention did: a longer `retention=` or
+grace) has its keys, and those of its emit="final" index, laid out for the new interval on
+the way (the segment is part of the key). Then:
 
 1. this host's state directory for the application is deleted (the normal restore rebuilds
    the stores from the changelogs; other hosts must delete theirs, as for `kstream reset`);
@@ -22,6 +25,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,12 +37,18 @@ from confluent_kafka.admin import AdminClient
 import kstream
 from kstream.app import App
 from kstream.hosts import describe_group
-from kstream.reset import _check_not_locked, _wait_deleted
+from kstream.reset import ResetRefused, _check_not_locked, _wait_deleted
 from kstream.runtime.topics import ensure_topics, internal_partitions
 from kstream.savepoint.create import TIMEOUT_S, client_config
 from kstream.savepoint.format import SavepointError, pending_file, read_records
 from kstream.savepoint.manifest import major, store_kind
-from kstream.savepoint.transform import Savepoint
+from kstream.savepoint.transform import (
+    Savepoint,
+    index_of,
+    resegment_index_key,
+    resegment_key,
+)
+from kstream.testing._fake_clients import partition_for_key
 
 log = logging.getLogger("kstream.savepoint")
 
@@ -56,6 +66,14 @@ class RestorePlan:
     offsets: dict[tuple[str, int], tuple[int, str]] = field(default_factory=dict)
     pending: list[tuple[str, int, str]] = field(default_factory=list)  # topic, partition, file
     delete_topics: list[str] = field(default_factory=list)
+    # window/session stores (and their emit="final" index) whose segment interval changed:
+    # store -> (saved segment_ms, new segment_ms); their keys are laid out anew
+    resegment: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # repartition topics of another size than in the savepoint: topic -> partitions; their
+    # unconsumed records are spread by key
+    rehash: dict[str, int] = field(default_factory=dict)
+    # input topics with more partitions than in the savepoint: topic -> (saved, now)
+    grown_inputs: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 def restore_savepoint(savepoint: str | Path | Savepoint, app: App, *,
@@ -118,7 +136,7 @@ def plan_restore(sp: Savepoint, app: App, allow_non_restored_state: bool) -> Res
         members = ", ".join(f"{i.client_id} ({i.host})" for i in group.instances)
         raise SavepointError(f"consumer group {app_id} has {len(group.instances)} live "
                              f"member(s): {members}. Stop every instance first.")
-    _check_not_locked(Path(cfg.state_dir) / app_id)
+    _not_locked(Path(cfg.state_dir) / app_id)
     metadata = admin.list_topics(timeout=TIMEOUT_S).topics
     counts = {t: len(md.partitions) for t, md in metadata.items()}
     internal = topology.internal_topics
@@ -127,9 +145,13 @@ def plan_restore(sp: Savepoint, app: App, allow_non_restored_state: bool) -> Res
     if missing and not cfg.auto_create_topics:
         raise SavepointError(f"input topics do not exist: {', '.join(missing)}")
     for topic, n in manifest.input_partitions.items():
-        if topic in inputs and topic in counts and counts[topic] != n:
+        # More partitions: the topic grew (Kafka only adds partitions); the saved offsets
+        # still point at the same records, the new partitions are read from the start.
+        if topic in inputs and topic in counts and counts[topic] < n:
             raise SavepointError(f"input topic {topic} has {counts[topic]} partitions; the "
                                  f"savepoint's offsets are for {n}")
+        if topic in inputs and topic in counts and counts[topic] > n:
+            plan.grown_inputs[topic] = (n, counts[topic])
     for t in missing:
         counts[t] = cfg.topic_partitions
     # Internal topics are recreated, so their size is what the inputs give them.
@@ -143,6 +165,13 @@ def plan_restore(sp: Savepoint, app: App, allow_non_restored_state: bool) -> Res
                 f"{sizes[topic]} in the application (its input topics' size): re-key it with "
                 "SavepointWriter.repartition_store")
         plan.stores.append((name, topic, saved[name].partitions))
+        before, after = saved[name].segment_ms, getattr(logged[name], "segment_ms", None)
+        if saved[name].kind in ("window", "session") and before and after and before != after:
+            plan.resegment[name] = (before, after)
+    for name, _, _ in plan.stores:
+        base = index_of(manifest, name)
+        if base is not None and base in plan.resegment:
+            plan.resegment[name] = plan.resegment[base]
     for o in manifest.offsets:
         if o.offset < 0:
             continue
@@ -151,6 +180,7 @@ def plan_restore(sp: Savepoint, app: App, allow_non_restored_state: bool) -> Res
     repartitions = {t[len(app_id) + 1:]: t for t, s in internal.items()
                     if s.kind == "repartition"}
     saved_meta = {(o.topic, o.partition): o for o in manifest.offsets}
+    saved_sizes = Counter(p.suffix for p in manifest.pending)
     for p in manifest.pending:
         target = repartitions.get(p.suffix)
         if target is None:
@@ -159,16 +189,36 @@ def plan_restore(sp: Savepoint, app: App, allow_non_restored_state: bool) -> Res
                                      f"repartition topic <app>-{p.suffix}, which the topology "
                                      "lacks (or pass --allow-non-restored-state)")
             continue
-        if p.partition >= sizes[target]:
-            raise SavepointError(f"repartition topic {target} will have {sizes[target]} "
-                                 f"partitions; the savepoint has records for partition "
-                                 f"{p.partition}")
         old = f"{manifest.application_id}-{p.suffix}"
-        meta = saved_meta.get((old, p.partition))
         plan.pending.append((target, p.partition, pending_file(p.suffix, p.partition)))
-        plan.offsets[(target, p.partition)] = (0, meta.metadata if meta else "")
+        if sizes[target] != saved_sizes[p.suffix]:
+            # Another size: each record goes where the producer would put it now (murmur2
+            # of its key), to the task that owns its key's store partition.
+            plan.rehash[target] = sizes[target]
+            partitions = range(sizes[target])
+        else:
+            partitions = range(p.partition, p.partition + 1)
+        for partition in partitions:
+            meta = saved_meta.get((old, partition))
+            plan.offsets[(target, partition)] = (0, meta.metadata if meta else "")
     plan.delete_topics = sorted(t for t in internal if t in metadata)
     return plan
+
+
+def _not_locked(state_dir: Path) -> None:
+    try:
+        _check_not_locked(state_dir)
+    except ResetRefused as exc:
+        raise SavepointError(str(exc)) from None
+
+
+def _key_mapper(sp: Savepoint, plan: RestorePlan, store: str) -> Callable[[bytes], bytes] | None:
+    if store not in plan.resegment:
+        return None
+    segment_ms = plan.resegment[store][1]
+    if index_of(sp.manifest, store) is not None:
+        return lambda key: resegment_index_key(key, segment_ms)
+    return lambda key: resegment_key(key, segment_ms)
 
 
 def _execute(sp: Savepoint, app: App, plan: RestorePlan, say: Callable[[str], None]) -> None:
@@ -178,7 +228,7 @@ def _execute(sp: Savepoint, app: App, plan: RestorePlan, say: Callable[[str], No
     admin = AdminClient(conf)
     state_dir = Path(cfg.state_dir) / app_id
     if state_dir.exists():
-        _check_not_locked(state_dir)
+        _not_locked(state_dir)
         shutil.rmtree(state_dir)
         say(f"deleted state directory {state_dir}")
     if plan.delete_topics:
@@ -211,8 +261,15 @@ def _execute(sp: Savepoint, app: App, plan: RestorePlan, say: Callable[[str], No
         produce = producer.produce
         records = 0
         for name, topic, partitions in plan.stores:
+            remap = _key_mapper(sp, plan, name)
+            if remap is not None:
+                before, after = plan.resegment[name]
+                say(f"store {name}: segment interval {before} ms -> {after} ms (retention "
+                    "changed): keys laid out anew")
             for partition in range(partitions):
                 for key, value in sp.raw_entries(name, partition):
+                    if remap is not None:
+                        key = remap(key)
                     while True:
                         try:
                             produce(topic, value, key, partition, on_delivery=on_delivery)
@@ -220,8 +277,17 @@ def _execute(sp: Savepoint, app: App, plan: RestorePlan, say: Callable[[str], No
                         except BufferError:
                             producer.poll(0.05)
                     records += 1
-        for target, partition, file in plan.pending:
+        for topic, (before, after) in plan.grown_inputs.items():
+            say(f"input topic {topic}: {after} partitions, {before} in the savepoint; "
+                f"partitions {before}..{after - 1} have no saved offsets (read from "
+                f"auto_offset_reset={cfg.auto_offset_reset!r})")
+        for target, saved_partition, file in plan.pending:
+            size = plan.rehash.get(target)
             for timestamp, rkey, rvalue in read_records(sp.root / file):
+                partition = saved_partition
+                if size is not None:
+                    partition = (partition_for_key(rkey, size) if rkey is not None
+                                 else saved_partition % size)
                 while True:
                     try:
                         produce(target, rvalue, rkey, partition, on_delivery=on_delivery,

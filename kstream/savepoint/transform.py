@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib
 import shutil
+import struct
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -40,7 +41,7 @@ from kstream.savepoint.format import (
     write_records,
 )
 from kstream.savepoint.manifest import Manifest, StoreEntry, serde_name
-from kstream.state.window_store import decode_store_key
+from kstream.state.window_store import OFFSET, decode_store_key
 from kstream.testing._fake_clients import partition_for_key
 from kstream.topology import Topology
 from serdes import Serde, Windowed
@@ -144,12 +145,45 @@ def key_decoder(kind: str, key_serde: Serde) -> Callable[[bytes], Any]:
     return de
 
 
-def default_partition_key(kind: str) -> Callable[[bytes], bytes]:
+INDEX_SUFFIX = "-pending-final"
+_HEAD = struct.Struct(">QI")
+_TIMES = struct.Struct(">QQ")
+
+
+def default_partition_key(kind: str, index: bool = False) -> Callable[[bytes], bytes]:
     """The bytes a producer partitions by: a kv store's key, a window/session key's inner key
-    (the store key serde's bytes are the record key bytes of the topic the store's task reads)."""
+    (the store key serde's bytes are the record key bytes of the topic the store's task reads);
+    for the `<store>-pending-final` index of an emit="final" aggregation (`index`), the inner
+    key of the window store key after its 8-byte close time."""
+    if index:
+        return lambda data: decode_store_key(data[8:])[0]
     if kind in ("window", "session"):
         return lambda data: decode_store_key(data)[0]
     return lambda data: data
+
+
+def index_of(manifest: Manifest, store: str) -> str | None:
+    """The window or session store whose emit="final" index `store` is, else None."""
+    if not store.endswith(INDEX_SUFFIX):
+        return None
+    base = store[:-len(INDEX_SUFFIX)]
+    if any(s.name == base and s.kind in ("window", "session") for s in manifest.stores):
+        return base
+    return None
+
+
+def resegment_key(data: bytes, segment_ms: int) -> bytes:
+    """A window or session store key laid out for `segment_ms` (the segment is `t1 //
+    segment_ms`, see kstream.state.window_store): a store whose retention, and so segment
+    interval, changed finds its windows where it looks for them."""
+    kb, t1, t2 = decode_store_key(data)
+    return (_HEAD.pack(t1 // segment_ms + OFFSET, len(kb)) + kb
+            + _TIMES.pack(t1 + OFFSET, t2 + OFFSET))
+
+
+def resegment_index_key(data: bytes, segment_ms: int) -> bytes:
+    """An emit="final" index key (close time, then a window store key) for `segment_ms`."""
+    return data[:8] + resegment_key(data[8:], segment_ms)
 
 
 def serde_by_name(name: str) -> Serde:
@@ -217,15 +251,18 @@ class SavepointWriter:
                           partition_key: Callable[[bytes], bytes] | None = None
                           ) -> SavepointWriter:
         """Spread a store's entries over `partitions` partitions as the producer would:
-        murmur2 of `partition_key(changelog key bytes)` (default: the key bytes, or a window
-        or session key's inner key bytes). Offsets are left as they are: the input topics must
-        have been given the same number of partitions, and where records were is the user's
-        business."""
+        murmur2 of `partition_key(changelog key bytes)` (default: the key bytes, a window or
+        session key's inner key bytes, or for an emit="final" index `<store>-pending-final`
+        the inner key of the window it holds). Offsets are left as they are: grow the input
+        topics to the same count before the restore (their existing records keep their
+        partitions and offsets; the restore reads the new partitions from auto_offset_reset
+        and spreads unconsumed repartition records by key)."""
         if partitions <= 0:
             raise SavepointError(f"partitions must be positive, got {partitions}")
         entry = self.manifest.store(store)
+        index = index_of(self.manifest, store) is not None
         self._repartition[store] = (partitions,
-                                    partition_key or default_partition_key(entry.kind))
+                                    partition_key or default_partition_key(entry.kind, index))
         return self
 
     def write(self, directory: str | Path) -> Path:

@@ -56,6 +56,18 @@ def store_counts(app: Any, tmp: Path, name: str) -> dict[str, int]:
         return {k: (v if isinstance(v, int) else v["n"]) for k, v in sp.entries("word-counts")}
 
 
+def saved_counts(path: Path, topology: Any) -> Counter[str]:
+    """What a word-count savepoint says has been counted: the store plus the words still in
+    flight in the repartition topic (counted once the restored app reads them)."""
+    with Savepoint.open(path, topology=topology) as sp:
+        counts: Counter[str] = Counter()
+        for word, value in sp.entries("word-counts"):
+            counts[word] = value if isinstance(value, int) else value["n"]
+        for _suffix, _partition, records in sp.pending():
+            counts.update(key.decode() for _ts, key, _value in records if key is not None)
+        return +counts
+
+
 def test_fork_running_word_count_mid_stream(kafka: KafkaCluster, topic_factory: Any,
                                             tmp_path: Path) -> None:
     inp, out, fork_out = topic_factory(3), topic_factory(3), topic_factory(3)
