@@ -55,9 +55,11 @@ def main() -> None:
         ax.spines[["top", "right"]].set_visible(False)
         ax.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
     axes[0].legend(fontsize=8, loc="upper right")
+    rounds = "1 round" if meta["repeat"] == 1 else f"medians of {meta['repeat']} rounds"
     fig.suptitle(f"Exactly-once, {meta['records']:,} JSON records, {meta['partitions']} "
-                 f"partitions, one local broker ({meta['date'][:10]}); labels: value and ratio "
-                 f"to the raw loop (by CPU: raw CPU / its CPU)", fontsize=9)
+                 f"partitions, one local broker, {rounds} ({meta['date'][:10]})\nlabels: value "
+                 f"and ratio to the raw loop of the same round (by CPU: raw CPU / its CPU)",
+                 fontsize=9)
     fig.tight_layout()
     fig.savefig(sys.argv[2], dpi=110)
 

@@ -88,9 +88,9 @@ def main() -> None:
     args = parser.parse_args()
     module = stateless if args.pipeline == "stateless" else stateful
     if args.framework == "raw":
-        module.time = MarkingClock()  # type: ignore[assignment]
+        module.time = MarkingClock()
     else:
-        module.run_app_timed = run_app_timed_marking  # type: ignore[assignment]
+        module.run_app_timed = run_app_timed_marking
     cpu0 = cpu_seconds()
     res = run(args.framework, args.pipeline, args.bootstrap, args.input, args.records,
               args.partitions)
