@@ -456,7 +456,11 @@ def check_transactions(bootstrap: str, timeout: float = 60.0,
     from confluent_kafka.admin import AdminClient, NewTopic
 
     deadline = time.monotonic() + timeout
-    unreachable = (KafkaError._TIMED_OUT, KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN)
+    # _UNSUPPORTED_FEATURE: a broker that has just opened its port can answer before its
+    # API versions are settled (seen under heavy load: "Failed to get metadata: Required
+    # feature not supported"); it is ready moments later, so retry until the deadline.
+    unreachable = (KafkaError._TIMED_OUT, KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN,
+                   KafkaError._UNSUPPORTED_FEATURE)
 
     def attempt_timeout() -> float:
         return max(1.0, min(5.0, deadline - time.monotonic()))

@@ -72,7 +72,10 @@ class AppConfig:
     # False runs each operator's process(), to rule fusion out when debugging.
     fusion: bool = True
     # Tasks reading several partitions (joins, merges) take records lowest timestamp first
-    # (kstream.runtime.ordering). When one partition has nothing fetched and is at its end,
+    # (kstream.runtime.ordering). Opt-in for now: with it on, the SIGKILL crash test of
+    # tests/joins stalled in about half its runs (cause not found yet; see the README).
+    timestamp_ordering: bool = False
+    # With timestamp_ordering: when one partition has nothing fetched and is at its end,
     # wait this long for it before going on (Kafka Streams' max.task.idle.ms; -1: never wait).
     max_task_idle_ms: int = 0
     # Held records per partition of such a task before its fetching pauses (memory bound).

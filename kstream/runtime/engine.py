@@ -80,7 +80,8 @@ class Engine:
         self.subtopologies = topology.subtopologies()
         self._sub_of_topic = {t: s for s in self.subtopologies for t in s.source_topics}
         # Tasks of sub-topologies with several source topics see records in timestamp order.
-        self._ordered = any(len(s.source_topics) > 1 for s in self.subtopologies)
+        self._ordered = config.timestamp_ordering and any(
+            len(s.source_topics) > 1 for s in self.subtopologies)
         self._orderer = InputOrderer(config.max_task_idle_ms,
                                      config.buffered_records_per_partition,
                                      lambda tps: self._consumer_call("pause", tps),
@@ -621,7 +622,7 @@ class Engine:
         for tp in self._assignment:
             by_task[(self._sub_of_topic[tp.topic].index, tp.partition)].append(
                 (tp.topic, tp.partition))
-        self._orderer.assign(by_task.values())
+        self._orderer.assign(by_task.values() if self._ordered else [])
         self.queries.publish(self.tasks)
 
     def _restore(self, tasks: list[Task]) -> None:

@@ -9,7 +9,8 @@ per-partition queues and releases them lowest timestamp first.
 Release rule (Kafka Streams with `max.task.idle.ms`): while every partition of the task has a
 record queued, release the smallest head. When one is empty:
   - if the consumer has not reached its end (no end-of-partition event since its last record),
-    more is on its way: wait for it, at most FETCH_WAIT_CAP_S (then release, and log it);
+    more is on its way: wait for it, at most FETCH_WAIT_CAP_S (a fetch in flight lands well
+    within it; then release, and log it);
   - if it is at its end, wait `max_task_idle_ms` for new data (0: release at once; -1: never
     wait).
 Equal timestamps go by (topic, partition). Order is by the record's Kafka timestamp, not a
@@ -34,7 +35,7 @@ from confluent_kafka import KafkaError, TopicPartition
 
 log = logging.getLogger("kstream.ordering")
 
-FETCH_WAIT_CAP_S = 30.0
+FETCH_WAIT_CAP_S = 2.0
 TP = tuple[str, int]
 
 
@@ -47,6 +48,7 @@ class PartitionGroup:
         self._ordered_queues = list(self.queues.values())  # by (topic, partition): tie order
         self._at_end: dict[TP, bool] = dict.fromkeys(self.queues, False)
         self._idle_since: dict[TP, float | None] = dict.fromkeys(self.queues, None)
+        self._gave_up: dict[TP, bool] = {}  # logged once per empty spell
         self._max_idle_s = max_idle_ms / 1000
         self._clock = clock
 
@@ -54,6 +56,7 @@ class PartitionGroup:
         self.queues[tp].extend(msgs)
         self._at_end[tp] = False
         self._idle_since[tp] = None
+        self._gave_up[tp] = False
 
     def end_reached(self, tp: TP) -> None:
         self._at_end[tp] = True
@@ -110,9 +113,10 @@ class PartitionGroup:
                     return True
             elif now - since < FETCH_WAIT_CAP_S:
                 return True
-            elif now - since < FETCH_WAIT_CAP_S + 1:
-                log.warning("event=ordering_gave_up_waiting partition=%s:%d waited_s=%.0f",
-                            tp[0], tp[1], now - since)
+            elif not self._gave_up.get(tp):
+                self._gave_up[tp] = True
+                log.info("event=ordering_gave_up_waiting partition=%s:%d waited_s=%.1f",
+                         tp[0], tp[1], now - since)
         return False
 
     def held(self) -> dict[TP, int]:

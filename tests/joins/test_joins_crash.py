@@ -215,8 +215,16 @@ def test_joins_exactly_once_survive_sigkill(kafka, topic_factory, tmp_path,  # t
     proc = start()
     wait_for(produced, proc, 240)
     assert proc.terminate() == 0, proc.log_tail()
+    # A run whose state dir was deleted restores before its first assignment completes; a
+    # run killed before it was assigned anything (the previous run had committed everything)
+    # has nothing to show. The last run is always assigned and always restores.
+    checked = 0
     for run in restored_runs:
-        assert "restored" in (tmp_path / f"run{run}.log").read_text(), f"run {run}"
+        log_text = (tmp_path / f"run{run}.log").read_text()
+        if "event=assign" in log_text or run == restored_runs[-1]:
+            assert "restored" in log_text, f"run {run}"
+            checked += 1
+    assert checked >= 1
 
     got = Counter((r.key.decode(), *orjson.loads(r.value))  # type: ignore[union-attr, arg-type]
                   for r in kafka.read_topic(topics["sout"], timeout=120))

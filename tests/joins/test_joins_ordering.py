@@ -147,7 +147,8 @@ def test_backlog_join_with_no_grace_finds_every_pair(kafka: KafkaCluster, topic_
      .to(out, StringSerde(), JsonSerde()))
     app = App(b, application_id=kafka.unique_name("ordered"),
               bootstrap_servers=kafka.bootstrap_servers, processing_guarantee="exactly_once",
-              state_dir=tmp_path, buffered_records_per_partition=500, batch_size=2_000)
+              state_dir=tmp_path, buffered_records_per_partition=500, batch_size=2_000,
+              timestamp_ordering=True)
     with running_app(app):
         records = kafka.read_topic(out, min_count=RECORDS, timeout=120)
     pairs = Counter(tuple(orjson.loads(r.value)) for r in records)  # type: ignore[arg-type]
