@@ -147,8 +147,9 @@ class App:
         snapshot = self._engine.stats.snapshot()
         tasks = list(self._engine.tasks.values())
         snapshot["late_records"] += sum(t.dropped_late for t in tasks)
-        for reason in ("null_key", "null_value"):
-            snapshot[f"skipped_{reason}"] += sum(t.skipped[reason] for t in tasks)
+        for task in tasks:
+            for reason, count in task.skipped.items():
+                snapshot[f"skipped_{reason}"] += count
         return snapshot
 
     # -- interactive queries -------------------------------------------------------------------

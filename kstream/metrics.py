@@ -18,6 +18,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from kstream.runtime.meters import EngineMeters, Histogram
+from kstream.runtime.task import SKIP_REASONS
 
 _COUNTERS = {
     "records_in": "Records consumed from input topics",
@@ -178,7 +179,7 @@ class EngineCollector(Collector):
             "app, per error_policy)",
             labels=["application_id", "reason"])
         family.add_metric([self._application_id, "late"], values.get("late_records", 0))
-        for reason in ("null_key", "null_value"):
+        for reason in SKIP_REASONS:
             family.add_metric([self._application_id, reason], values.get(f"skipped_{reason}", 0))
         bad = dict(meters.bad_records)
         for stage, reason in _STAGE_REASONS.items():

@@ -649,8 +649,9 @@ class Engine:
     def _retire(self, task: Task) -> None:
         self.queries.withdraw()  # no query reads a store from here on
         self.stats.late_records += task.dropped_late  # keep counts across task lifetimes
-        self.stats.skipped_null_key += task.skipped["null_key"]
-        self.stats.skipped_null_value += task.skipped["null_value"]
+        for reason, count in task.skipped.items():
+            setattr(self.stats, f"skipped_{reason}",
+                    getattr(self.stats, f"skipped_{reason}") + count)
         task.close()
 
     def _close_tasks(self) -> None:

@@ -33,11 +33,11 @@ def checked_child(child: Callable[[Record], None], name: str) -> Callable[[Recor
             return
         child(record)
         if (key, value) != before:
+            what, was, now = (("value", before[1], value) if key == before[0]
+                              else ("key", before[0], key))
             raise SharedValueMutatedError(
-                f"operator {name!r} changed the {'value' if key == before[0] else 'key'} it "
-                f"was given in place ({before[1 if key == before[0] else 0]!r:.80} became "
-                f"{(value if key == before[0] else key)!r:.80}); the other branches of its "
-                "parent receive the same object. Return a new value instead (e.g. "
-                "{**value, ...} or a copy).")
+                f"operator {name!r} changed the {what} it was given in place ({was!r:.80} "
+                f"became {now!r:.80}); the other branches of its parent receive the same "
+                "object. Return a new value instead (e.g. {**value, ...} or a copy).")
 
     return call

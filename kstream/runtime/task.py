@@ -35,6 +35,7 @@ log = logging.getLogger("kstream.task")
 
 SKIP_NULL_KEY = "null_key"
 SKIP_NULL_VALUE = "null_value"
+SKIP_REASONS = (SKIP_NULL_KEY, SKIP_NULL_VALUE)  # stats/metrics key: f"skipped_{reason}"
 SKIP_LOG_INTERVAL_S = 10.0
 
 
@@ -93,7 +94,7 @@ class Task:
         self.stores: dict[str, Any] = stores or {}
         self.stream_time = -1
         self.dropped_late = 0  # records too late for their window (windowed operators count)
-        self.skipped = {SKIP_NULL_KEY: 0, SKIP_NULL_VALUE: 0}  # see skip()
+        self.skipped = dict.fromkeys(SKIP_REASONS, 0)  # see skip()
         self._skip_logged: dict[str, float] = {}
         self._clock = clock or (lambda: int(time.time() * 1000))
         self._fusion = fusion

@@ -46,7 +46,7 @@ from kstream.runtime.bad_records import BadRecordAction, handle_bad_record
 from kstream.runtime.collector import KafkaRecordCollector
 from kstream.runtime.commit import make_committer
 from kstream.runtime.stats import EngineStats
-from kstream.runtime.task import Task, build_task
+from kstream.runtime.task import SKIP_REASONS, Task, build_task
 from kstream.state.kv import KeyValueStore
 from kstream.testing._fake_clients import (
     FakeConsumer,
@@ -293,7 +293,7 @@ class TopologyTestDriver:
         for task in self._tasks.values():
             for reason, count in task.skipped.items():
                 counts[reason] = counts.get(reason, 0) + count
-        return {reason: counts.get(reason, 0) for reason in ("null_key", "null_value")}
+        return {reason: counts.get(reason, 0) for reason in SKIP_REASONS}
 
     def get_store(self, name: str, partition: int = 0) -> Any:
         """The store object that `build_task` created for `name` in the given partition's task."""

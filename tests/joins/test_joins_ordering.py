@@ -18,31 +18,19 @@ from confluent_kafka import KafkaError, TopicPartition
 from kstream import App, JoinWindows, StreamBuilder
 from kstream.runtime.ordering import FETCH_WAIT_CAP_S, InputOrderer, PartitionGroup
 from kstream.testing import KafkaCluster, running_app
+from kstream.testing._fake_clients import FakeMessage
 from serdes import JsonSerde, StringSerde
 
 
-class Msg:
-    """Just enough of a confluent-kafka Message."""
+def Msg(topic: str, partition: int, offset: int, ts: int,  # noqa: N802 - reads as a type
+        eof: bool = False) -> FakeMessage:
+    """A consumed record (the driver's fake message), or an end-of-partition event."""
+    return (_Eof if eof else FakeMessage)(topic, partition, offset, None, None, ts, None)
 
-    def __init__(self, topic: str, partition: int, offset: int, ts: int,
-                 eof: bool = False) -> None:
-        self._t, self._p, self._o, self._ts = topic, partition, offset, ts
-        self._err = KafkaError(KafkaError._PARTITION_EOF) if eof else None
 
-    def topic(self) -> str:
-        return self._t
-
-    def partition(self) -> int:
-        return self._p
-
-    def offset(self) -> int:
-        return self._o
-
-    def timestamp(self) -> tuple[int, int]:
-        return (1, self._ts)
-
-    def error(self) -> KafkaError | None:
-        return self._err
+class _Eof(FakeMessage):
+    def error(self) -> KafkaError:  # type: ignore[override]
+        return KafkaError(KafkaError._PARTITION_EOF)
 
 
 A, B = ("a", 0), ("b", 0)
