@@ -44,6 +44,8 @@ class App:
         self.topology = topology.build() if isinstance(topology, StreamBuilder) else topology
         self.topology.subtopologies()  # validates the graph now
         self.config = AppConfig.from_kwargs(**settings)
+        self.topology.serde_defaults.bind(self.config.default_key_serde,
+                                          self.config.default_value_serde)
         self._settings = settings
         self._engine: Engine | None = None
         self._membership: GroupMembership | None = None

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from kstream.errors import ConfigError  # defined with the other errors; importable from here
+from serdes import resolve
 
 AT_MOST_ONCE = "at_most_once"
 AT_LEAST_ONCE = "at_least_once"
@@ -72,14 +73,19 @@ class AppConfig:
     # False runs each operator's process(), to rule fusion out when debugging.
     fusion: bool = True
     # Tasks reading several partitions (joins, merges) take records lowest timestamp first
-    # (kstream.runtime.ordering). Opt-in for now: with it on, the SIGKILL crash test of
-    # tests/joins stalled in about half its runs (cause not found yet; see the README).
-    timestamp_ordering: bool = False
+    # (kstream.runtime.ordering), as Kafka Streams does; False processes them in consumption
+    # order (then a join's grace must cover how far one input's fetches run ahead).
+    timestamp_ordering: bool = True
     # With timestamp_ordering: when one partition has nothing fetched and is at its end,
     # wait this long for it before going on (Kafka Streams' max.task.idle.ms; -1: never wait).
     max_task_idle_ms: int = 0
     # Held records per partition of such a task before its fetching pauses (memory bound).
     buffered_records_per_partition: int = 10_000
+    # Serdes where none was given (Kafka Streams' default.key.serde / default.value.serde): a
+    # serde, serde class or name ("string", "json", ...). None keeps each place's own fallback:
+    # raw bytes for topics you name, JSON for internal topics and stores (docs/serdes.md).
+    default_key_serde: Any = None
+    default_value_serde: Any = None
     consumer_config: dict[str, Any] = field(default_factory=dict)
     producer_config: dict[str, Any] = field(default_factory=dict)
 
@@ -134,6 +140,13 @@ class AppConfig:
             if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
                 raise ConfigError(f"application_server {self.application_server!r} must be "
                                   "'host:port' (where other instances reach this one)")
+        for name in ("default_key_serde", "default_value_serde"):
+            spec = getattr(self, name)
+            if spec is not None:
+                try:
+                    resolve(spec)
+                except (TypeError, ValueError) as exc:
+                    raise ConfigError(f"{name}: {exc}") from None
         object.__setattr__(self, "state_dir", Path(self.state_dir))
 
     @property
@@ -182,7 +195,7 @@ class AppConfig:
         for name, f in names.items():
             env = os.environ.get(f"KSTREAM_{name.upper()}")
             if name not in values and env is not None and f.type in (
-                    "str", "int", "bool", "int | None", "str | None"):
+                    "str", "int", "bool", "int | None", "str | None", "Any"):
                 values[name] = _parse_env(env, str(f.type), name)
         try:
             return cls(**values)

@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from kstream._serde_defaults import effective
 from kstream.errors import (
     NotOwnedHereError,
     StoreNotAvailableError,
@@ -120,6 +121,7 @@ def unavailable(exc: StoreNotAvailableError | str) -> Response:
 def parse_key(serde: Serde, text: str) -> Any:
     """A URL key (already percent-decoded) as the store's key serde expects it; see the
     module docstring. Raises BadRequest when the text cannot be such a key."""
+    serde = effective(serde)
     try:
         if isinstance(serde, StringSerde):
             return text

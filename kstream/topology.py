@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from kstream._serde_defaults import Part, SerdeDefaults
 from kstream.errors import TopologyError  # defined with the other errors; importable here
 from kstream.processor import Processor
 from kstream.record import Record
@@ -92,6 +93,8 @@ class Topology:
         self.application_id: str | None = None
         # Set by operators that route records to `<application_id>-dlq` (e.g. late records).
         self.dlq_required = False
+        # Where no serde was given: placeholders bound to the app's default serdes.
+        self.serde_defaults = SerdeDefaults()
 
     # -- building ------------------------------------------------------------------------------
     def _add(self, node: Node, parents: Iterable[str]) -> None:
@@ -114,7 +117,8 @@ class Topology:
                    timestamp_extractor: TimestampExtractor | None = None) -> Topology:
         """Add source node `name` reading `topics` (a name or names; a topic has one source).
 
-        Serdes as in `serdes.resolve` (None: raw bytes); `timestamp_extractor(record,
+        Serdes as in `serdes.resolve` (None: the app's `default_key_serde` /
+        `default_value_serde`, else raw bytes); `timestamp_extractor(record,
         partition_time) -> event time in ms`. Returns self, to chain."""
         topic_list = [topics] if isinstance(topics, str) else list(topics)
         if not topic_list:
@@ -123,7 +127,9 @@ class Topology:
             if topic in self._topic_to_source:
                 raise TopologyError(
                     f"topic {topic!r} is already read by source {self._topic_to_source[topic]!r}")
-        self._add(SourceNode(name, topic_list, resolve(key_serde), resolve(value_serde),
+        where = f"source {name!r}"
+        self._add(SourceNode(name, topic_list, self._serde_or_default(key_serde, "key", where),
+                             self._serde_or_default(value_serde, "value", where),
                              timestamp_extractor), [])
         for topic in topic_list:
             self._topic_to_source[topic] = name
@@ -142,14 +148,22 @@ class Topology:
     def add_sink(self, name: str, topic: str | TopicChooser, *parents: str, key_serde: Any = None,
                  value_serde: Any = None, partitioner: Partitioner | None = None) -> Topology:
         """Add sink node `name` below `parents`, writing to `topic` or to the topic
-        `topic(record) -> str` picks. Serdes as in `serdes.resolve` (None: raw bytes);
+        `topic(record) -> str` picks. Serdes as in `serdes.resolve` (None: the app's
+        default serdes, else raw bytes);
         `partitioner(key, value, num_partitions) -> partition`, default murmur2 of the key
         bytes. Returns self, to chain."""
         if not parents:
             raise TopologyError(f"sink {name!r} needs at least one parent")
-        self._add(SinkNode(name, topic, resolve(key_serde), resolve(value_serde), partitioner),
+        where = f"sink {name!r}"
+        self._add(SinkNode(name, topic, self._serde_or_default(key_serde, "key", where),
+                           self._serde_or_default(value_serde, "value", where), partitioner),
                   parents)
         return self
+
+    def _serde_or_default(self, serde: Any, part: Part, where: str) -> Serde:
+        if serde is None:
+            return self.serde_defaults.raw(part, where)
+        return self.serde_defaults.adopt(resolve(serde))
 
     def add_store(self, builder: Any, *processor_names: str) -> Topology:
         """Register a store builder (see kstream.state) and connect it to processors by name."""
@@ -157,6 +171,8 @@ class Topology:
         if name in self.stores and self.stores[name] is not builder:
             raise TopologyError(f"a store named {name!r} already exists")
         self.stores[name] = builder
+        for part in ("key_serde", "value_serde"):  # kv_store(name) made without a topology
+            self.serde_defaults.adopt(getattr(builder, part, None))
         self.connect_store(name, *processor_names)
         return self
 

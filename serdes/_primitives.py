@@ -59,7 +59,9 @@ class BytesSerde(_Stateless):
             return obj
         if isinstance(obj, (bytes, *_BYTES_LIKE)):
             return bytes(obj)
-        raise serde_error(self, f"expected bytes, got {type(obj).__name__}", ctx)
+        part = "key" if ctx is not None and ctx.is_key else "value"
+        raise serde_error(self, f"expected bytes, got {type(obj).__name__}: give the topic a "
+                          f"{part}_serde (e.g. \"json\") or set default_{part}_serde", ctx)
 
     def deserialize(self, data: bytes | None, ctx: SerdeContext | None = None) -> bytes | None:
         """The record bytes as they are."""

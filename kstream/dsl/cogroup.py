@@ -17,7 +17,7 @@ from kstream.dsl import _ops, _stateful
 from kstream.dsl.table import Table
 from kstream.state import kv_store
 from kstream.topology import TopologyError
-from serdes import JsonSerde, resolve
+from serdes import resolve
 
 if TYPE_CHECKING:
     from kstream.dsl.grouped import GroupedStream
@@ -61,7 +61,9 @@ class CogroupedStream:
         """
         first = self._inputs[0][0]
         key_serde = first.key_serde_or_default()
-        agg_serde = JsonSerde() if value_serde is None else resolve(value_serde)
+        agg_serde = (resolve(value_serde) if value_serde is not None
+                     else first._stream._builder.topology.serde_defaults.value(
+                         f"aggregate {name!r}"))
         store = kv_store(name, key_serde=key_serde, value_serde=agg_serde,
                          backend=backend)  # type: ignore[arg-type]
         builder = first._stream._builder

@@ -9,7 +9,7 @@ from kstream.dsl import _stateful
 from kstream.dsl._repartition import repartition
 from kstream.dsl.table import Table
 from kstream.state import kv_store
-from serdes import JsonSerde, Serde, resolve
+from serdes import Serde, resolve
 
 if TYPE_CHECKING:
     from kstream.dsl.cogroup import CogroupedStream
@@ -34,6 +34,8 @@ class GroupedStream:
         self._key_serde = key_serde
         self._value_serde = value_serde
         self._repartition = repartition
+        self._default_key: Serde | None = None
+        self._default_value: Serde | None = None
 
     def windowed_by(self, windows: Windows) -> WindowedGroupedStream:
         """Aggregate per key and window: `TumblingWindows`, `HoppingWindows`,
@@ -102,13 +104,16 @@ class GroupedStream:
                value_serde: Any = None, backend: str = "rocksdb",
                emit_on_commit: bool = False) -> Table:
         """Combine a key's values with `reducer(aggregate, value) -> aggregate`; the first
-        value of a key is its initial aggregate. Store values are JSON unless `value_serde`
-        is given. Options as in `aggregate`."""
+        value of a key is its initial aggregate. The store's value serde is `value_serde`,
+        else the grouped values' (as Kafka Streams: a reduce keeps the value type), else the
+        app's `default_value_serde`, else JSON. Options as in `aggregate`."""
         missing = object()
 
         def adder(_key: Any, value: Any, agg: Any) -> Any:
             return value if agg is missing else reducer(agg, value)
 
+        if value_serde is None:
+            value_serde = self._value_serde or self._stream.value_serde
         return self.aggregate(lambda: missing, adder, name, value_serde=value_serde,
                               backend=backend, emit_on_commit=emit_on_commit)
 
@@ -141,7 +146,8 @@ class GroupedStream:
         stream = self.source_stream(name)
         builder = stream._builder
         key_serde = self.key_serde_or_default()
-        agg_serde = resolve(value_serde) if value_serde is not None else JsonSerde()
+        agg_serde = (resolve(value_serde) if value_serde is not None
+                     else builder.topology.serde_defaults.value(f"aggregate {name!r}"))
         store = kv_store(name, key_serde=key_serde, value_serde=agg_serde,
                          backend=backend)  # type: ignore[arg-type]
         node = builder._name(name, "AGGREGATE")
@@ -154,13 +160,26 @@ class GroupedStream:
     # -- helpers for aggregations --------------------------------------------------------------
     def key_serde_or_default(self) -> Serde:
         """The key serde aggregations use: the one given to the grouping, else the
-        stream's, else JSON."""
-        return self._key_serde or self._stream.key_serde or JsonSerde()
+        stream's, else the app's `default_key_serde`, else JSON (warned about at start-up
+        after `group_by`, whose new key JSON writes with quotes)."""
+        known = self._key_serde or self._stream.key_serde
+        if known is not None:
+            return known
+        if self._default_key is None:
+            self._default_key = self._stream._builder.topology.serde_defaults.key(
+                f"group_by at {self._stream.node!r}", warn=self._repartition)
+        return self._default_key
 
     def value_serde_or_default(self) -> Serde:
         """The value serde of the repartition topic: the one given to the grouping, else the
-        stream's, else JSON."""
-        return self._value_serde or self._stream.value_serde or JsonSerde()
+        stream's, else the app's `default_value_serde`, else JSON."""
+        known = self._value_serde or self._stream.value_serde
+        if known is not None:
+            return known
+        if self._default_value is None:
+            self._default_value = self._stream._builder.topology.serde_defaults.value(
+                f"group_by at {self._stream.node!r}")
+        return self._default_value
 
     def source_stream(self, name: str, key_serde: Serde | None = None) -> Stream:
         """The stream to aggregate: this one, or a repartitioned copy keyed by the new key

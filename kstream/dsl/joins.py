@@ -20,7 +20,7 @@ from kstream.state.builder import KeyValueStoreBuilder
 from kstream.state.window_store import window_store
 from kstream.topology import TopologyError
 from kstream.windows import JoinWindows
-from serdes import BytesSerde, JsonSerde, Serde, resolve
+from serdes import BytesSerde, Serde, resolve
 
 if TYPE_CHECKING:
     from kstream.dsl.stream import Stream
@@ -30,10 +30,11 @@ Joiner = Callable[[Any, Any], Any]
 LATE_POLICIES = ("drop", "dead_letter")
 
 
-def _serde(given: Any, *known: Serde | None) -> Serde:
+def _serde(given: Any, *known: Serde | None) -> Serde | None:
+    """The serde given, else the first known one (None: the caller uses a default)."""
     if given is not None:
         return resolve(given)
-    return next((s for s in known if s is not None), None) or JsonSerde()
+    return next((s for s in known if s is not None), None)
 
 
 def stream_table_join(stream: Stream, table: Table, joiner: Joiner, left: bool,
@@ -46,8 +47,11 @@ def stream_table_join(stream: Stream, table: Table, joiner: Joiner, left: bool,
                 "a join after a key change repartitions the stream through "
                 "'<application_id>-<name>-repartition': give the join a name=..., or call "
                 ".repartition(name=...) before it")
-        stream = repartition(stream, name, _serde(None, table.key_serde, stream.key_serde),
-                             _serde(None, stream.value_serde))
+        defaults = stream._builder.topology.serde_defaults
+        where = f"join {name!r}"
+        stream = repartition(
+            stream, name, _serde(None, table.key_serde, stream.key_serde) or defaults.key(where),
+            _serde(None, stream.value_serde) or defaults.value(where))
     joined = stream._then("JOIN", lambda: _stateful.StreamTableJoinOp(getter, joiner, left),
                           name, True, False)
     for store in getter.stores:
@@ -74,10 +78,11 @@ def stream_stream_join(left: Stream, right: Stream, joiner: Joiner, windows: Any
         raise TopologyError(f"{name}: late must be one of {LATE_POLICIES}, not {late!r}")
     builder = left._builder
     topology = builder.topology
+    defaults, where = topology.serde_defaults, f"join {name!r}"
     keys = _serde(key_serde, *((left.key_serde, right.key_serde) if not left.key_changed
-                               else (right.key_serde, left.key_serde)))
-    left_values = _serde(value_serde, left.value_serde)
-    right_values = _serde(other_value_serde, right.value_serde)
+                               else (right.key_serde, left.key_serde))) or defaults.key(where)
+    left_values = _serde(value_serde, left.value_serde) or defaults.value(where)
+    right_values = _serde(other_value_serde, right.value_serde) or defaults.value(where)
     if left.key_changed:
         left = repartition(left, f"{name}-left", keys, left_values)
     if right.key_changed:
@@ -129,11 +134,13 @@ def table_table_join(left: Table, right: Table, joiner: Joiner, keep_left: bool,
     topology = builder.topology
     combine = _table_ops.join_rule(joiner, keep_left, keep_right)
     node = builder._name(name, "KTABLE-JOIN")
-    keys = left.key_serde or right.key_serde or JsonSerde()
+    where = f"join {node!r}"
+    keys = left.key_serde or right.key_serde or topology.serde_defaults.key(where)
     values = None if value_serde is None else resolve(value_serde)
     store = None
     if isinstance(materialized, str):
-        store = kv_store(materialized, key_serde=keys, value_serde=values or JsonSerde())
+        store = kv_store(materialized, key_serde=keys,
+                         value_serde=values or topology.serde_defaults.value(where))
     elif materialized is not None:
         store = materialized
     store_name = None if store is None else store.name

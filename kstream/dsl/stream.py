@@ -6,6 +6,7 @@ import itertools
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from kstream._serde_defaults import same_serde
 from kstream.dsl import _ops
 from kstream.dsl._repartition import repartition
 from kstream.dsl.grouped import GroupedStream
@@ -13,7 +14,7 @@ from kstream.dsl.table import Table
 from kstream.processor import Processor
 from kstream.topology import Partitioner, TimestampExtractor, TopicChooser, Topology, TopologyError
 from kstream.windows import JoinWindows
-from serdes import JsonSerde, Serde, resolve
+from serdes import Serde, resolve
 
 Joiner = Callable[[Any, Any], Any]
 
@@ -219,8 +220,8 @@ class Stream:
     def merge(self, *others: Stream, name: str | None = None) -> Stream:
         """One stream of the records of this and the other streams, in arrival order."""
         parents = [self.node, *(o.node for o in others)]
-        same_key = all(o.key_serde is self.key_serde for o in others)
-        same_value = all(o.value_serde is self.value_serde for o in others)
+        same_key = all(same_serde(o.key_serde, self.key_serde) for o in others)
+        same_value = all(same_serde(o.value_serde, self.value_serde) for o in others)
         merged = self._then("MERGE", _ops.PassThroughOp, name, same_key, same_value, parents)
         merged.key_changed = self.key_changed or any(o.key_changed for o in others)
         return merged
@@ -307,8 +308,12 @@ class Stream:
         `partitions` None: as many as the inputs feeding it (or the join it feeds). Serdes
         default to what the stream is known to carry, else JSON.
         """
-        return repartition(self, name, _serde(key_serde, self.key_serde),
-                           _serde(value_serde, self.value_serde), partitions)
+        defaults = self._builder.topology.serde_defaults
+        where = f"repartition({name!r})"
+        return repartition(self, name,
+                           _serde(key_serde, self.key_serde) or defaults.key(where),
+                           _serde(value_serde, self.value_serde) or defaults.value(where),
+                           partitions)
 
     # -- joins ---------------------------------------------------------------------------------
     def join(self, other: Table | Stream, joiner: Joiner, windows: JoinWindows | None = None,
@@ -390,10 +395,16 @@ class Stream:
         partitioning (murmur2 of the serialized key, as Java producers).
         """
         node = self._builder._name(name, "SINK")
+        defaults = self._builder.topology.serde_defaults
+        where = f"to({topic!r})" if isinstance(topic, str) else f"sink {node!r}"
+        # A part the stream forgot (an operator may have changed its type) and no serde
+        # given: the app's default, else raw bytes, with a warning when the app starts.
         self._builder.topology.add_sink(
             node, topic, self.node,
-            key_serde=key_serde if key_serde is not None else self.key_serde,
-            value_serde=value_serde if value_serde is not None else self.value_serde,
+            key_serde=(key_serde if key_serde is not None else self.key_serde
+                       or defaults.raw("key", where, warn=True)),
+            value_serde=(value_serde if value_serde is not None else self.value_serde
+                         or defaults.raw("value", where, warn=True)),
             partitioner=partitioner)
 
 
@@ -445,10 +456,9 @@ def _maybe(serde: Any) -> Serde | None:
     return None if serde is None else resolve(serde)
 
 
-def _serde(given: Any, known: Serde | None) -> Serde:
-    if given is not None:
-        return resolve(given)
-    return known if known is not None else JsonSerde()
+def _serde(given: Any, known: Serde | None) -> Serde | None:
+    """The serde given, else the one the stream carries (None: use a default placeholder)."""
+    return resolve(given) if given is not None else known
 
 
 def _branch_node(split_node: str, branch: str) -> str:

@@ -16,7 +16,7 @@ from kstream.dsl._change import ChangeSerde, ToStreamOp
 from kstream.dsl._repartition import repartition
 from kstream.state import kv_store
 from kstream.topology import TopologyError
-from serdes import JsonSerde, Serde, resolve
+from serdes import Serde, resolve
 
 if TYPE_CHECKING:
     from kstream.dsl.stream import Stream, StreamBuilder
@@ -202,7 +202,11 @@ class GroupedTable:
     def reduce(self, adder: Callable[[Any, Any], Any], subtractor: Callable[[Any, Any], Any],
                name: str, *, value_serde: Any = None, backend: str = "rocksdb") -> Table:
         """`adder(aggregate, value) -> aggregate` and `subtractor(aggregate, value) ->
-        aggregate`; a group's first value is its initial aggregate."""
+        aggregate`; a group's first value is its initial aggregate. The store's value serde
+        is `value_serde`, else the group_by's `value_serde` (a reduce keeps the value type),
+        else the app's `default_value_serde`, else JSON."""
+        if value_serde is None:
+            value_serde = self._value_serde
         return self._build(None, lambda _k, v, agg: adder(agg, v),
                            lambda _k, v, agg: subtractor(agg, v), name, value_serde, backend)
 
@@ -221,13 +225,16 @@ class GroupedTable:
 
         table, selector = self._table, self._selector
         builder = table._builder
-        key_serde = self._key_serde or JsonSerde()
+        defaults, where = builder.topology.serde_defaults, f"group_by for {name!r}"
+        # The selector makes a new key: the table's key serde says nothing about it.
+        key_serde = self._key_serde or defaults.key(where, warn=True)
         regroup = f"{name}-regroup"
         builder.topology.add_processor(regroup, lambda: _table_ops.TableRegroupOp(selector),
                                        table.node)
         changes = repartition(Stream(builder, regroup, None, None), name, key_serde,
-                              ChangeSerde(self._value_serde or JsonSerde()))
-        agg_serde = JsonSerde() if value_serde is None else resolve(value_serde)
+                              ChangeSerde(self._value_serde or defaults.value(where)))
+        agg_serde = (resolve(value_serde) if value_serde is not None
+                     else defaults.value(f"aggregate {name!r}"))
         store = kv_store(name, key_serde=key_serde, value_serde=agg_serde,
                          backend=backend)  # type: ignore[arg-type]
         node = builder._name(name, "KTABLE-AGGREGATE")

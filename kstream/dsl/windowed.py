@@ -29,7 +29,7 @@ from kstream.windows import (
     TumblingWindows,
     to_millis,
 )
-from serdes import BytesSerde, Int64Serde, JsonSerde, WindowedSerde, resolve
+from serdes import BytesSerde, Int64Serde, WindowedSerde, resolve
 
 if TYPE_CHECKING:
     from kstream.dsl.grouped import GroupedStream
@@ -114,8 +114,9 @@ class WindowedGroupedStream:
         builder = stream._builder
         topology = builder.topology
         key_serde = grouped.key_serde_or_default()
-        in_value_serde = grouped._value_serde or stream.value_serde or JsonSerde()
-        agg_serde = resolve(value_serde) if value_serde is not None else JsonSerde()
+        in_value_serde = grouped.value_serde_or_default()
+        agg_serde = (resolve(value_serde) if value_serde is not None
+                     else topology.serde_defaults.value(f"aggregate {name!r}"))
         keep = windows.retention if retention is None else max(
             windows.retention, to_millis(retention, "retention"))
         if isinstance(windows, SessionWindows):

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kstream._serde_defaults import effective
 from kstream.savepoint.format import MANIFEST, SavepointError
 from kstream.topology import Topology
 
@@ -117,6 +118,7 @@ def major(version: str) -> str:
 
 def serde_name(serde: Any) -> str:
     """`module.Class`, with the inner serde of wrappers (TimestampedSerde(JsonSerde))."""
+    serde = effective(serde)
     cls = type(serde)
     name = f"{cls.__module__}.{cls.__qualname__}"
     inner = getattr(serde, "inner", None)

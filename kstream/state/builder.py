@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
+from kstream._serde_defaults import DefaultSerde
 from kstream.state.backend import Backend
 from kstream.state.buffer import WriteBuffer
 from kstream.state.changelog import ChangeloggingLayer, UnloggedLayer
@@ -71,6 +72,8 @@ def kv_store(name: str, *, key_serde: Any = None, value_serde: Any = None,
     config = {str(k): str(v) for k, v in (changelog_config or {}).items()}
     return KeyValueStoreBuilder(
         name,
-        TupleKeySerde() if key_serde is None else resolve(key_serde),
-        JsonSerde() if value_serde is None else resolve(value_serde),
+        DefaultSerde("key", TupleKeySerde(), f"store {name!r}") if key_serde is None
+        else resolve(key_serde),
+        DefaultSerde("value", JsonSerde(), f"store {name!r}") if value_serde is None
+        else resolve(value_serde),
         backend, logging, config)

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from kstream._serde_defaults import effective
 from kstream.state.backend import Backend, prefix_end, successor
 from kstream.state.buffer import WriteBuffer
 from kstream.state.changelog import ChangelogCollector
@@ -40,7 +41,7 @@ class KeyValueStore:
         self.task_dir = task_dir
         self.backend = backend
         self._buffer = buffer
-        self._ordered_keys = isinstance(key_serde, TupleKeySerde)
+        self._ordered_keys = isinstance(effective(key_serde), TupleKeySerde)
         # Contexts name the changelog in serde errors; bound methods save a lookup per call.
         self._key_ctx = SerdeContext(topic=changelog_topic, partition=partition, is_key=True)
         self._value_ctx = SerdeContext(topic=changelog_topic, partition=partition)

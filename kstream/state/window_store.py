@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from kstream._serde_defaults import DefaultSerde
 from kstream.state.backend import Backend
 from kstream.state.builder import BackendName, kv_store
 from kstream.state.changelog import ChangelogCollector
@@ -304,7 +305,9 @@ def window_store(name: str, *, retention_ms: int, key_serde: Any = None,
     if retention_ms <= 0:
         raise ValueError(f"store {name!r}: retention_ms must be positive, got {retention_ms}")
     return WindowStoreBuilder(
-        name, JsonSerde() if key_serde is None else resolve(key_serde),
-        JsonSerde() if value_serde is None else resolve(value_serde), backend, logging,
+        name, DefaultSerde("key", JsonSerde(), f"store {name!r}") if key_serde is None
+        else resolve(key_serde),
+        DefaultSerde("value", JsonSerde(), f"store {name!r}") if value_serde is None
+        else resolve(value_serde), backend, logging,
         retention_ms, segment_ms or segment_interval(retention_ms),
         {str(k): str(v) for k, v in (changelog_config or {}).items()})

@@ -107,6 +107,10 @@ class TopologyTestDriver:
     (read_committed), otherwise everything sent. Under `error_policy="fail"` a bad record
     stops the driver the way it stops the engine: abort, replay up to the record, commit what
     came before it, raise its RecordError; every later call says the driver stopped.
+
+    `default_key_serde`/`default_value_serde` are the App's settings of those names: they
+    apply wherever the topology gave no serde, and to `input_topic`/`output_topic` readers and
+    writers made without serdes.
     """
 
     __test__ = False  # not a pytest test class
@@ -116,7 +120,8 @@ class TopologyTestDriver:
                  processing_guarantee: str = EXACTLY_ONCE, initial_wall_clock_ms: int = 0,
                  state_dir: Path | str | None = None, commit_every: int | None = 1,
                  fusion: bool = True, check_store_round_trip: bool = True,
-                 check_shared_values: bool = True) -> None:
+                 check_shared_values: bool = True, default_key_serde: Any = None,
+                 default_value_serde: Any = None) -> None:
         if error_policy not in ERROR_POLICIES:
             raise ConfigError(f"error_policy {error_policy!r} must be one of "
                               f"{', '.join(ERROR_POLICIES)}")
@@ -130,6 +135,9 @@ class TopologyTestDriver:
                 raise ConfigError(f"topic {topic!r} needs at least one partition, got {count}")
         built = topology if isinstance(topology, Topology) else topology.build()
         self.topology: Topology = built.bind(application_id)
+        # As App does with AppConfig.default_key_serde / default_value_serde.
+        self.topology.serde_defaults.bind(default_key_serde, default_value_serde)
+        self._default_serdes = (default_key_serde, default_value_serde)
         self._subtopologies = self.topology.subtopologies()  # validates before making a dir
         self.application_id = application_id
         self.error_policy = error_policy
@@ -241,23 +249,32 @@ class TopologyTestDriver:
     # -- topics --------------------------------------------------------------------------------
     def input_topic(self, name: str, key_serde: Any = None, value_serde: Any = None, *,
                     start_timestamp_ms: int | None = None, advance_ms: int = 0) -> TestInputTopic:
-        """A writer for source topic `name`; serdes as in `serdes.resolve` (None: raw bytes)."""
+        """A writer for source topic `name`; serdes as in `serdes.resolve` (None: the
+        driver's default serde for that part, else raw bytes)."""
         if name not in self._handlers:
             raise ValueError(f"{name!r} is not a source topic of the topology; "
                              f"source topics: {sorted(self._handlers)}")
         start = self._wall_clock_ms if start_timestamp_ms is None else start_timestamp_ms
+        key_serde, value_serde = self._or_defaults(key_serde, value_serde)
         return TestInputTopic(self, name, resolve(key_serde), resolve(value_serde), start,
                               advance_ms)
 
     def output_topic(self, name: str, key_serde: Any = None,
                      value_serde: Any = None) -> TestOutputTopic:
         """A reader of what is visible in `name` (sinks, repartition topics, changelogs, the
-        dead-letter topic): committed records under exactly_once, else everything sent."""
+        dead-letter topic): committed records under exactly_once, else everything sent.
+        Serdes as in `input_topic`."""
         written = self.output_topics
         if written is not None and name not in written:
             raise ValueError(f"{name!r} is not written by the topology; it writes: "
                              f"{sorted(written)}")
+        key_serde, value_serde = self._or_defaults(key_serde, value_serde)
         return TestOutputTopic(self, name, resolve(key_serde), resolve(value_serde))
+
+    def _or_defaults(self, key_serde: Any, value_serde: Any) -> tuple[Any, Any]:
+        key_default, value_default = self._default_serdes
+        return (key_default if key_serde is None else key_serde,
+                value_default if value_serde is None else value_serde)
 
     @property
     def output_topics(self) -> set[str] | None:

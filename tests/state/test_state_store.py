@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kstream._serde_defaults import effective
 from kstream.state import KeyValueStore, kv_store
 from serdes import JsonSerde, StringSerde, TupleKeySerde
 
@@ -39,7 +40,9 @@ def test_builder_api() -> None:
     assert b.changelog_topic("app") == "app-counts-changelog"
     assert b.changelog_topic_config() == {"cleanup.policy": "compact",
                                           "min.compaction.lag.ms": "100"}
-    assert isinstance(b.key_serde, TupleKeySerde) and isinstance(b.value_serde, JsonSerde)
+    # Not given: the app's defaults, else ordered tuple keys and JSON values.
+    assert isinstance(effective(b.key_serde), TupleKeySerde)
+    assert isinstance(effective(b.value_serde), JsonSerde)
     assert isinstance(kv_store("x", key_serde="string").key_serde, StringSerde)
     assert kv_store("y", logging=False).logging is False
     for bad in ("", "a/b", "..", "a b"):
