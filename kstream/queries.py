@@ -33,6 +33,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from kstream.errors import NotOwnedHereError, StoreNotAvailableError, UnknownStoreError
+from kstream.runtime.partitioner import partition_for_key as _murmur2_partition
 from kstream.state.backend import Backend, Entry
 from kstream.state.buffer import WriteBuffer
 from kstream.state.kv import KeyValueStore
@@ -69,11 +70,7 @@ RUNNING = "running"
 
 def partition_for_key(key_bytes: bytes, partitions: int) -> int:
     """Kafka's default partitioner for a keyed record (murmur2, as the Java producer)."""
-    # The one implementation lives with the test driver's fake producer; imported late, as
-    # kstream.testing imports the App.
-    from kstream.testing.driver import partition_for_key as murmur2_partition
-
-    return murmur2_partition(key_bytes, partitions)
+    return _murmur2_partition(key_bytes, partitions)
 
 
 class _SharedLock:

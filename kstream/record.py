@@ -30,7 +30,8 @@ class Record:
     def copy(self) -> Record:
         """A shallow copy (the header list copied, key and value shared): what a processor
         keeps beyond `process`, or forwards when it also changes the original."""
-        headers = list(self.headers) if self.headers else self.headers
+        # An empty list is copied too: appending to the copy's headers must not reach the original.
+        headers = None if self.headers is None else list(self.headers)
         return Record(self.key, self.value, self.timestamp, headers, self.topic, self.partition,
                       self.offset)
 

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from confluent_kafka import (
     Consumer,
@@ -50,7 +50,13 @@ from kstream.topology import Topology
 
 __all__ = ["ResetPlan", "ResetRefused", "parse_datetime", "plan_reset", "run_reset"]
 
+T = TypeVar("T")
+
 TIMEOUT_S = 30.0
+# A group coordinator that is loading or moving (a broker just started or failed over) answers
+# with these for a while; the call is retried until TIMEOUT_S, not reported as a failure.
+_COORDINATOR_BUSY = (KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+                     KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError.NOT_COORDINATOR)
 TOPIC_DELETION_TIMEOUT_S = 60.0
 
 
@@ -165,9 +171,9 @@ def execute(plan: ResetPlan, config: AppConfig, admin: AdminClient | None = None
     admin = admin or AdminClient(_client_config(config))
     app_id = plan.application_id
     # The group may have come alive since the plan: deleting it fails then (non-empty).
-    future = admin.delete_consumer_groups([app_id], request_timeout=TIMEOUT_S)[app_id]
     try:
-        future.result(timeout=TIMEOUT_S)
+        _while_coordinator_busy(lambda: admin.delete_consumer_groups(
+            [app_id], request_timeout=TIMEOUT_S)[app_id].result(timeout=TIMEOUT_S))
         say(f"deleted consumer group {app_id} (all its committed offsets)")
     except KafkaException as exc:
         err = exc.args[0]
@@ -181,9 +187,8 @@ def execute(plan: ResetPlan, config: AppConfig, admin: AdminClient | None = None
     if plan.offsets:
         request = ConsumerGroupTopicPartitions(
             app_id, [TopicPartition(o.topic, o.partition, o.target) for o in plan.offsets])
-        result = admin.alter_consumer_group_offsets([request],
-                                                    request_timeout=TIMEOUT_S)[app_id]
-        done = result.result(timeout=TIMEOUT_S)
+        done = _while_coordinator_busy(lambda: admin.alter_consumer_group_offsets(
+            [request], request_timeout=TIMEOUT_S)[app_id].result(timeout=TIMEOUT_S))
         failed = [tp for tp in done.topic_partitions if tp.error is not None]
         if failed:
             raise KStreamError(f"committing new offsets failed for {failed}")
@@ -225,6 +230,22 @@ def _client_config(config: AppConfig) -> dict[str, Any]:
                if k.startswith(("security.", "sasl.", "ssl."))}}
 
 
+def _while_coordinator_busy(call: Callable[[], T], deadline_s: float = TIMEOUT_S,
+                            pause_s: float = 0.5) -> T:
+    """`call()`, again while the group coordinator says it is loading or moving (bounded by
+    `deadline_s`); any other error, or the last busy one, is raised."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        try:
+            return call()
+        except KafkaException as exc:
+            busy = exc.args and isinstance(exc.args[0], KafkaError) and \
+                exc.args[0].code() in _COORDINATOR_BUSY
+            if not busy or time.monotonic() + pause_s > deadline:
+                raise
+        time.sleep(pause_s)  # a retry pause, not synchronisation: the coordinator is loading
+
+
 def _check_not_locked(state_dir: Path) -> None:
     """Refuse when a local instance holds the state directory (kstream.runtime.identity)."""
     lock = state_dir / ".lock"
@@ -242,9 +263,8 @@ def _check_not_locked(state_dir: Path) -> None:
 def _committed(admin: AdminClient, group: str) -> dict[tuple[str, int], int]:
     request = ConsumerGroupTopicPartitions(group)
     try:
-        result = admin.list_consumer_group_offsets([request],
-                                                   request_timeout=TIMEOUT_S)[group]
-        listed = result.result(timeout=TIMEOUT_S)
+        listed = _while_coordinator_busy(lambda: admin.list_consumer_group_offsets(
+            [request], request_timeout=TIMEOUT_S)[group].result(timeout=TIMEOUT_S))
     except KafkaException as exc:
         if exc.args[0].code() == KafkaError.GROUP_ID_NOT_FOUND:
             return {}

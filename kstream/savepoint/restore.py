@@ -38,6 +38,7 @@ import kstream
 from kstream.app import App
 from kstream.hosts import describe_group
 from kstream.reset import ResetRefused, _check_not_locked, _wait_deleted
+from kstream.runtime.partitioner import partition_for_key
 from kstream.runtime.topics import ensure_topics, internal_partitions
 from kstream.savepoint.create import TIMEOUT_S, client_config
 from kstream.savepoint.format import SavepointError, pending_file, read_records
@@ -48,7 +49,6 @@ from kstream.savepoint.transform import (
     resegment_index_key,
     resegment_key,
 )
-from kstream.testing._fake_clients import partition_for_key
 
 log = logging.getLogger("kstream.savepoint")
 

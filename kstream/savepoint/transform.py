@@ -28,6 +28,7 @@ from copy import deepcopy
 from pathlib import Path
 from typing import Any
 
+from kstream.runtime.partitioner import partition_for_key
 from kstream.savepoint.format import (
     SavepointError,
     pending_file,
@@ -42,7 +43,6 @@ from kstream.savepoint.format import (
 )
 from kstream.savepoint.manifest import Manifest, StoreEntry, serde_name
 from kstream.state.window_store import OFFSET, decode_store_key
-from kstream.testing._fake_clients import partition_for_key
 from kstream.topology import Topology
 from serdes import Serde, Windowed
 

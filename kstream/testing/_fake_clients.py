@@ -25,7 +25,6 @@ so tests can assert them), and there are no timeouts, retries or rebalances.
 
 from __future__ import annotations
 
-import struct
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -33,6 +32,7 @@ from typing import Any
 from confluent_kafka import OFFSET_INVALID, KafkaError, KafkaException, TopicPartition
 
 from kstream.record import Headers
+from kstream.runtime.partitioner import murmur2, partition_for_key  # re-exported
 
 __all__ = ["ABORTED", "COMMITTED", "PENDING", "FakeConsumer", "FakeGroupMetadata", "FakeKafka",
            "FakeMessage", "FakeProducer", "FaultInjector", "murmur2", "partition_for_key"]
@@ -45,38 +45,6 @@ PENDING = "pending"
 ABORTED = "aborted"
 
 DeliveryCallback = Callable[[KafkaError | None, Any], None]
-
-
-# -- Kafka's default partitioner --------------------------------------------------------------
-def murmur2(data: bytes) -> int:
-    """Kafka's `Utils.murmur2` (signed 32-bit result), so keys land where Java puts them."""
-    m = 0x5BD1E995
-    length = len(data)
-    h = (0x9747B28C ^ length) & 0xFFFFFFFF
-    words = length // 4
-    for k in struct.unpack_from(f"<{words}I", data):
-        k = (k * m) & 0xFFFFFFFF
-        k ^= k >> 24
-        k = (k * m) & 0xFFFFFFFF
-        h = ((h * m) & 0xFFFFFFFF) ^ k
-    tail = length & 3
-    index = length - tail
-    if tail == 3:
-        h ^= data[index + 2] << 16
-    if tail >= 2:
-        h ^= data[index + 1] << 8
-    if tail >= 1:
-        h ^= data[index]
-        h = (h * m) & 0xFFFFFFFF
-    h ^= h >> 13
-    h = (h * m) & 0xFFFFFFFF
-    h ^= h >> 15
-    return h - 0x100000000 if h & 0x80000000 else h
-
-
-def partition_for_key(key: bytes, partitions: int) -> int:
-    """`toPositive(murmur2(key)) % partitions`, the Java producer's choice for a keyed record."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 # -- records ----------------------------------------------------------------------------------

@@ -113,3 +113,16 @@ def test_punctuation_output_to_a_source_topic_is_processed() -> None:
         assert out.is_empty()
         driver.advance_wall_clock(100)
         assert out.read_key_values_to_list() == [(b"a", b"1"), (b"b", b"2")]
+
+
+def test_record_copy_never_shares_a_header_list() -> None:
+    from kstream import Record
+
+    for headers in ([], [("h", b"1")]):
+        before = list(headers)
+        original = Record("k", "v", 1, headers)
+        copied = original.copy()
+        copied.headers.append(("added", b"x"))  # type: ignore[union-attr]
+        assert original.headers == before
+        assert copied.headers == [*before, ("added", b"x")]
+    assert Record("k", "v", 1, None).copy().headers is None

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from ops_helpers import (
     APPS_DIR,
     OpsProcess,
@@ -147,3 +148,33 @@ def test_reset_then_rerun_gives_the_same_output(kafka: KafkaCluster, tmp_path: P
             first_at.setdefault(rec.partition, rec.offset)
     want = {p: first_at.get(p, ends[p]) for p in ends}
     assert kafka.committed_offsets(app_id, inp) == want
+
+
+def test_reset_retries_while_the_group_coordinator_is_loading() -> None:
+    """A just-started broker answers group calls with COORDINATOR_LOAD_IN_PROGRESS for a
+    while: the reset waits it out (bounded) instead of failing; other errors still raise."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    from kstream.reset import _while_coordinator_busy
+
+    answers = [KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.NOT_COORDINATOR, None]
+
+    def call() -> str:
+        code = answers.pop(0)
+        if code is not None:
+            raise KafkaException(KafkaError(code))
+        return "done"
+
+    assert _while_coordinator_busy(call, pause_s=0.01) == "done" and not answers
+
+    def refused() -> str:
+        raise KafkaException(KafkaError(KafkaError.GROUP_AUTHORIZATION_FAILED))
+
+    with pytest.raises(KafkaException):
+        _while_coordinator_busy(refused, pause_s=0.01)
+
+    def always_loading() -> str:
+        raise KafkaException(KafkaError(KafkaError.COORDINATOR_LOAD_IN_PROGRESS))
+
+    with pytest.raises(KafkaException):
+        _while_coordinator_busy(always_loading, deadline_s=0.05, pause_s=0.01)
