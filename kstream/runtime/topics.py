@@ -53,7 +53,8 @@ def ensure_topics(topology: Topology, config: AppConfig) -> dict[str, int]:
     admin = AdminClient(_admin_config(config))
     existing = admin.list_topics(timeout=30).topics
     internal = topology.internal_topics
-    user_topics = [t for t in dict.fromkeys(topology.source_topics + topology.sink_topics())
+    user_topics = [t for t in dict.fromkeys(topology.source_topics + topology.sink_topics()
+                                            + topology.global_topics)
                    if t not in internal]
     missing_user = [t for t in user_topics if t not in existing]
     if missing_user and not config.auto_create_topics:
