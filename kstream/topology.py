@@ -196,6 +196,9 @@ class Topology:
         """Let processors read and write the registered store `store_name` through
         `context.get_store`. Processors sharing a store run in one sub-topology. Returns
         self, to chain."""
+        if store_name in self.global_stores:
+            raise TopologyError(f"{store_name!r} is a global store: every processor reads it "
+                                "with context.get_store without connecting it")
         if store_name not in self.stores:
             raise TopologyError(f"unknown store {store_name!r}")
         for pname in processor_names:

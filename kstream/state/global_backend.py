@@ -15,7 +15,7 @@ from typing import Protocol
 
 from rocksdict import ColumnFamily, Rdict, ReadOptions, WriteBatch
 
-from kstream.state.backend import Entry
+from kstream.state.backend import Entry, RestoreSink
 from kstream.state.rocksdb_memory import META_CF, shared_options
 from kstream.state.sorted_map import SortedBytesMap
 
@@ -40,6 +40,12 @@ class GlobalBackend(Protocol):
 
     def write(self, entries: Iterable[Entry], offsets: dict[int, int]) -> None:
         """Apply entries and the partitions' new offsets in one atomic write."""
+        ...
+
+    def begin_restore(self) -> RestoreSink: ...
+
+    def finish_restore(self, sink: RestoreSink, partition: int, offset: int) -> None:
+        """Apply one restore batch of `partition` with the offset it reached, atomically."""
         ...
 
     def close(self) -> None: ...
@@ -96,6 +102,15 @@ class RocksDBGlobalBackend:
         self._open().write(batch)
         self._offsets.update(offsets)
 
+    def begin_restore(self) -> WriteBatch:
+        return WriteBatch(raw_mode=True)
+
+    def finish_restore(self, sink: object, partition: int, offset: int) -> None:
+        assert isinstance(sink, WriteBatch)
+        sink.put(_OFFSET_PREFIX + str(partition).encode(), _OFFSET.pack(offset), self._meta_cf)
+        self._open().write(sink)
+        self._offsets[partition] = offset
+
     def close(self) -> None:
         db = self._db
         if db is None:
@@ -103,6 +118,16 @@ class RocksDBGlobalBackend:
         self._meta_cf = None
         self._db = None
         db.close()
+
+
+class _MemorySink:
+    """Restore writes go straight into the map (nothing on disk to keep consistent)."""
+
+    __slots__ = ("put", "delete")
+
+    def __init__(self, data: SortedBytesMap[bytes]) -> None:
+        self.put = data.set
+        self.delete = data.pop
 
 
 class MemoryGlobalBackend:
@@ -138,6 +163,12 @@ class MemoryGlobalBackend:
             else:
                 data.set(key, bytes(memoryview(value)))
         self._offsets.update(offsets)
+
+    def begin_restore(self) -> _MemorySink:
+        return _MemorySink(self._data)
+
+    def finish_restore(self, sink: object, partition: int, offset: int) -> None:
+        self._offsets[partition] = offset
 
     def close(self) -> None:
         self._data.clear()

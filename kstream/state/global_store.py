@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from kstream.state.backend import Entry, prefix_end, successor
+from kstream.state.backend import Entry, RestoreSink, prefix_end, successor
 from kstream.state.global_backend import GlobalBackend, MemoryGlobalBackend, RocksDBGlobalBackend
 from serdes import Serde, SerdeContext, TupleKeySerde, prefix_range
 
@@ -154,6 +154,10 @@ class GlobalStore:
         self.backend.write(entries, offsets)
         self._cache.clear()
 
+    def invalidate(self) -> None:
+        """The backend changed underneath (a restore batch): drop cached values."""
+        self._cache.clear()
+
     def restore_targets(self, partitions: int) -> list[PartitionRestore]:
         """One restore target per source partition (see kstream.state.restore)."""
         return [PartitionRestore(self, p) for p in range(partitions)]
@@ -161,23 +165,6 @@ class GlobalStore:
     def close(self) -> None:
         self._cache.clear()
         self.backend.close()
-
-
-class _EntrySink:
-    """Collects one restore batch of one partition."""
-
-    __slots__ = ("entries",)
-
-    def __init__(self) -> None:
-        self.entries: list[Entry] = []
-
-    def put(self, key: bytes, value: bytes) -> None:
-        if key is not None:
-            self.entries.append((key, value))
-
-    def delete(self, key: bytes) -> None:
-        if key is not None:
-            self.entries.append((key, None))
 
 
 class _PartitionBackend:
@@ -192,12 +179,12 @@ class _PartitionBackend:
     def committed_offset(self) -> int | None:
         return self._store.offsets().get(self._partition)
 
-    def begin_restore(self) -> _EntrySink:
-        return _EntrySink()
+    def begin_restore(self) -> RestoreSink:
+        return self._store.backend.begin_restore()
 
-    def finish_restore(self, sink: Any, offset: int) -> None:
-        assert isinstance(sink, _EntrySink)
-        self._store.apply(sink.entries, {self._partition: offset})
+    def finish_restore(self, sink: RestoreSink, offset: int) -> None:
+        self._store.backend.finish_restore(sink, self._partition, offset)
+        self._store.invalidate()
 
 
 class PartitionRestore:

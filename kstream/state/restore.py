@@ -366,13 +366,16 @@ def _apply_batch(msgs: list[Any], by_key: dict[tuple[str, int], _Target],
                 target.sink = target.store.backend.begin_restore()
                 touched.append(target)
             put, delete = target.sink.put, target.sink.delete
-        value = msg.value()
-        if value is None:
-            delete(msg.key())  # type: ignore[misc]
-        else:
-            put(msg.key(), value)  # type: ignore[misc]
+        key = msg.key()
         last = msg
         count += 1
+        if key is None:
+            continue  # no state to keep (a global table's topic may hold such records)
+        value = msg.value()
+        if value is None:
+            delete(key)  # type: ignore[misc]
+        else:
+            put(key, value)  # type: ignore[misc]
     if target is not None:
         target.last_msg = last
         target.records += count - seg_start
