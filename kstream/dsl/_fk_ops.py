@@ -16,8 +16,10 @@ ForeignTableJoinProcessorSupplier, ResponseJoinProcessorSupplier):
   value (none for a delete), the primary key and the left row's partition. Inner join: an
   FK change unsubscribes the old FK (DELETE_KEY_NO_PROPAGATE) and subscribes the new one
   (PROPAGATE_NULL_IF_NO_FK_VAL_AVAILABLE: a result set by the old FK must be unset); a delete
-  unsubscribes (DELETE_KEY_AND_PROPAGATE); an insert subscribes
-  (PROPAGATE_ONLY_IF_FK_VAL_AVAILABLE); a null FK skips the record. Left join: an FK change
+  unsubscribes (DELETE_KEY_AND_PROPAGATE); an insert subscribes with
+  PROPAGATE_NULL_IF_NO_FK_VAL_AVAILABLE (Kafka Streams: PROPAGATE_ONLY_IF_FK_VAL_AVAILABLE,
+  which can leave a stale result behind a quick delete and re-insert; see
+  SubscriptionSendOp); a null FK skips the record. Left join: an FK change
   or delete unsubscribes the old FK with DELETE_KEY_AND_PROPAGATE, and every change then
   goes out under the new FK with PROPAGATE_NULL_IF_NO_FK_VAL_AVAILABLE, a null FK included
   (a delete's new FK is null): a null FK is never stored, and answered with no right value.
@@ -123,7 +125,12 @@ class SubscriptionSendOp(Processor):
             self.context._skip("null_key", record)
             return
         else:
-            sends.append((new_fk, PROPAGATE_ONLY_IF_FK_VAL_AVAILABLE))
+            # Kafka Streams sends PROPAGATE_ONLY_IF_FK_VAL_AVAILABLE here. That leaves a stale
+            # result when a row is deleted and re-inserted quickly: the delete's tombstone
+            # response is dropped as stale (the row exists again), and the insert, finding no
+            # right row, answers nothing. Asking for an answer either way lets the response
+            # clear it; the result store keeps a never-joined row from emitting a tombstone.
+            sends.append((new_fk, PROPAGATE_NULL_IF_NO_FK_VAL_AVAILABLE))
         new_bytes = (None if change.new is None
                      else self._value_serde.serialize(change.new, self._ctx))
         digest = value_hash(new_bytes)
