@@ -132,9 +132,15 @@ def test_fk_join_exactly_once_survives_sigkill(kafka: KafkaCluster, tmp_path: Pa
               "out": kafka.create_topic(partitions=4)}
     app_id = kafka.unique_name("fk-crash")
     state = tmp_path / "state"
+    inputs = [topics["orders"], topics["customers"]]
     ops: list[Op] = []
     runs = 0
     kills = 0
+
+    def committed() -> int:
+        return sum(max(0, offset) for topic in inputs
+                   for offset in kafka.committed_offsets(app_id, topic).values())
+
     for epoch in range(5):
         chunk = random_ops(rng, 4_500, orders=2_000, customers=300, null_fk=True,
                            start=len(ops))
@@ -144,17 +150,17 @@ def test_fk_join_exactly_once_survives_sigkill(kafka: KafkaCluster, tmp_path: Pa
             proc = start(kafka, topics, app_id, "left", state, tmp_path / f"run{runs}.log",
                          fk_processes, throttle_us=100)
             runs += 1
-            wait_until(lambda p=proc: "event=assign" in p.log_path.read_text(errors="replace")
-                       or not p.alive(), 60, "an assignment")
-            # Let it work a random while, then SIGKILL mid-stream (bounded by the deadline
-            # of the wait, not by a sleep: the out topic grows meanwhile).
-            target = len(output_table(kafka, topics["out"])) + rng.randrange(50, 1500)
-            try:
-                wait_until(lambda t=target: len(output_table(kafka, topics["out"])) >= t
-                           or not proc.alive(), 30, "some output")
-            except TimeoutError:
-                pass  # caught up already: kill it anyway
-            assert proc.alive(), proc.log_tail()
+            # SIGKILL after it committed a random part of what is left of this epoch.
+            done = committed()
+            target = done + rng.randrange(1, max(2, (len(ops) - done) * 6 // 10))
+
+            def progressed(p: AppProcess = proc, t: int = target) -> bool:
+                if not p.alive():
+                    raise AssertionError(f"app exited early:\n{p.log_tail()}")
+                return committed() >= t
+
+            wait_until(progressed, 180, f"{app_id} to commit {target} input offsets",
+                       interval=0.1)
             proc.kill()
             kills += 1
             if rng.random() < 0.4:
