@@ -19,10 +19,11 @@ ForeignTableJoinProcessorSupplier, ResponseJoinProcessorSupplier):
   unsubscribes (DELETE_KEY_AND_PROPAGATE); an insert subscribes with
   PROPAGATE_NULL_IF_NO_FK_VAL_AVAILABLE (Kafka Streams: PROPAGATE_ONLY_IF_FK_VAL_AVAILABLE,
   which can leave a stale result behind a quick delete and re-insert; see
-  SubscriptionSendOp); a null FK skips the record. Left join: an FK change
-  or delete unsubscribes the old FK with DELETE_KEY_AND_PROPAGATE, and every change then
-  goes out under the new FK with PROPAGATE_NULL_IF_NO_FK_VAL_AVAILABLE, a null FK included
-  (a delete's new FK is null): a null FK is never stored, and answered with no right value.
+  SubscriptionSendOp); a null FK skips the record. Left join: every change goes out under
+  the new FK with PROPAGATE_NULL_IF_NO_FK_VAL_AVAILABLE, a null FK included (a delete's new
+  FK is null): a null FK is never stored, and answered with no right value; an FK change or
+  delete first unsubscribes the old FK with DELETE_KEY_NO_PROPAGATE (Kafka Streams:
+  DELETE_KEY_AND_PROPAGATE, whose answer can overtake the new FK's and win).
 * The right side stores subscriptions by (fk bytes, pk bytes), so one prefix scan finds every
   subscriber of a foreign key; a right change answers each with the new right value.
 * A response whose hash differs from the hash of the left row's current value is stale (the
@@ -103,10 +104,14 @@ class SubscriptionSendOp(Processor):
         new_fk = self._fk(change.new)
         sends: list[tuple[bytes | None, int]] = []
         if self._left:
-            # A delete too goes out under the new (null) FK: answered with no right value,
-            # it clears the result even when the old FK was null.
+            # Every change goes out under the new FK and is answered, a delete too (its new FK
+            # is null: answered with no right value, it clears the result). So the old FK is
+            # unsubscribed without an answer: Kafka Streams answers it too (DELETE_KEY_AND_
+            # PROPAGATE), and that answer, joiner(value, None) with the current hash, can
+            # arrive after the new FK's (another subscription partition) and win, leaving an
+            # order without the customer it has (seen on the broker).
             if change.old is not None and old_fk is not None and old_fk != new_fk:
-                sends.append((old_fk, DELETE_KEY_AND_PROPAGATE))
+                sends.append((old_fk, DELETE_KEY_NO_PROPAGATE))
             sends.append((new_fk, PROPAGATE_NULL_IF_NO_FK_VAL_AVAILABLE))
         elif change.old is not None:
             if old_fk is None:
