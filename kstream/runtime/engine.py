@@ -172,11 +172,14 @@ class Engine:
         cfg = self.config
         self.globals = GlobalStateMaintainer(self.topology, self.identity.directory)
         client = self._restore_client_config()
-        self.watchdog.beat("global bootstrap")
+        def progress(reports: list[Any]) -> None:
+            self.watchdog.beat("global bootstrap")  # a long bootstrap is no stall
+            self.meters.restore_progress(reports)
+
+        progress([])
         report = self.globals.bootstrap(cfg.bootstrap_servers, partitions,
                                         cfg.restore_timeout_ms / 1000, client,
-                                        should_stop=lambda: self._stop,
-                                        on_progress=self.meters.restore_progress)
+                                        should_stop=lambda: self._stop, on_progress=progress)
         self.meters.restore_finished()
         self.stats.restored += report.records
         self.stats.global_restored += report.records

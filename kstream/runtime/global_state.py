@@ -16,6 +16,7 @@ table is a cache of its topic, as in Kafka Streams.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from kstream.topology import Topology
 log = logging.getLogger("kstream.global")
 
 POLL_RECORDS = 5_000  # bounded work per loop iteration
+ERROR_LOG_INTERVAL_S = 10.0  # transient read errors (a broker away) repeat every poll
 
 
 class GlobalStateMaintainer:
@@ -43,6 +45,7 @@ class GlobalStateMaintainer:
         self._consumer: Consumer | None = None
         self.bootstrapped = 0  # records read by the last bootstrap
         self.updated = 0  # records applied since
+        self._error_logged = -ERROR_LOG_INTERVAL_S
 
     def __bool__(self) -> bool:
         return bool(self.stores)
@@ -122,7 +125,11 @@ class GlobalStateMaintainer:
             raise FatalError(f"global table topic {where}: {err.str()} (a checkpoint outside "
                              "the topic: delete the instance's state directory to rebuild the "
                              "global stores from the topic)")
-        log.warning("event=global_read_error topic=%s error=%s", where, err.str())
+        # Anything else the client retries by itself (a broker away, a leader moving).
+        now = time.monotonic()
+        if now - self._error_logged >= ERROR_LOG_INTERVAL_S:
+            self._error_logged = now
+            log.warning("event=global_read_error topic=%s error=%s", where, err.str())
 
     def close(self) -> None:
         consumer, self._consumer = self._consumer, None
