@@ -349,8 +349,10 @@ class Topology:
         for spec in self.global_stores.values():
             gid = _mid(f"global-{spec.name}")
             lines.append(f"  subgraph {gid}[Global store {spec.name}]")
-            lines.append(f"    {gid}_topic[\"{spec.topic}\"] --> {gid}_store[(\"{spec.name}\")]")
+            lines.append(f"    {gid}_topic([\"{spec.topic}\"])")
+            lines.append(f"    {gid}_store[(\"{spec.name}\")]")
             lines.append("  end")
+            lines.append(f"  {gid}_topic --> {gid}_store")
         for name, kids in self.children.items():
             for kid in kids:
                 lines.append(f"  {_mid(name)} --> {_mid(kid)}")

@@ -28,6 +28,7 @@ from kstream.runtime.fusion import Chain, compile_chain, compile_record_entry, f
 from kstream.runtime.punctuation import PunctuationSchedule, Punctuator
 from kstream.runtime.shared_values import checked_child
 from kstream.runtime.sink import SinkOp
+from kstream.state.global_store import ReadOnlyStoreError
 from kstream.topology import ProcessorNode, SinkNode, SourceNode, SubTopology, Topology
 from serdes import SerdeContext
 
@@ -324,7 +325,10 @@ _NOT_INTERNAL = (str(Path(_KSTREAM_DIR) / "testing") + os.sep,)
 def _process_error(exc: Exception, topic: str, partition: int, offset: int) -> KStreamError:
     """A RecordError when user code (or a serde) raised; an InternalError when the innermost
     frame is kstream's own code, so a broken invariant is never dead-lettered as a bad
-    record. Only runs on the error path."""
+    record; but a processor writing a read-only (global) store is the processor's error,
+    though kstream's store raises it. Only runs on the error path."""
+    if isinstance(exc, ReadOnlyStoreError):
+        return RecordError(STAGE_PROCESS, topic, partition, offset, exc)
     tb = exc.__traceback__
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next

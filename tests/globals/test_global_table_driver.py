@@ -9,8 +9,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kstream import Processor, ProcessorContext, Record, StreamBuilder, TopologyError
+from kstream import (
+    Processor,
+    ProcessorContext,
+    Record,
+    RecordError,
+    StreamBuilder,
+    TopologyError,
+)
 from kstream.describe import describe_mermaid, describe_text
+from kstream.diagram import render_svg
 from kstream.state.global_store import ReadOnlyStoreError
 from kstream.testing import TopologyTestDriver
 from serdes import JsonSerde, StringSerde
@@ -126,7 +134,7 @@ def test_processors_read_global_stores_by_name(backend: str) -> None:
             == [[{"sku": "b"}, ["a", "b", "d", "e"]], [None, ["a", "b", "d", "e"]]]
         store = driver.get_store("products")
         assert store.get("a") == {"sku": "a"} and store.approximate_count() == 4
-        with pytest.raises(Exception) as info:
+        with pytest.raises(RecordError) as info:  # the processor's fault, not kstream's
             lookups.pipe("x", "write")
         assert isinstance(info.value.__cause__, ReadOnlyStoreError)
 
@@ -149,3 +157,5 @@ def test_topology_rules_and_describe() -> None:
     assert "Global stores" in describe_text(b2.build(), "app")
     assert "products: key-value, rocksdb, topic products" in describe_text(b2.build(), "app")
     assert 't_products --> g_products' in describe_mermaid(b2.build())
+    assert 'products' in render_svg(describe_mermaid(b2.build()))
+    assert 'products' in render_svg(b2.build().describe_mermaid())
