@@ -55,6 +55,7 @@ from kstream.runtime.task import Message as TaskMessage
 from kstream.runtime.task import Task, build_task
 from kstream.runtime.watchdog import Watchdog
 from kstream.state import restore_stores
+from kstream.state.errors import RestoreInterrupted
 from kstream.topology import Topology
 
 log = logging.getLogger("kstream.engine")
@@ -177,9 +178,13 @@ class Engine:
             self.meters.restore_progress(reports)
 
         progress([])
-        report = self.globals.bootstrap(cfg.bootstrap_servers, partitions,
-                                        cfg.restore_timeout_ms / 1000, client,
-                                        should_stop=lambda: self._stop, on_progress=progress)
+        try:
+            report = self.globals.bootstrap(cfg.bootstrap_servers, partitions,
+                                            cfg.restore_timeout_ms / 1000, client,
+                                            should_stop=lambda: self._stop,
+                                            on_progress=progress)
+        except RestoreInterrupted as exc:  # a stop, not a failure: progress is kept
+            raise StopRequested(str(exc)) from exc
         self.meters.restore_finished()
         self.stats.restored += report.records
         self.stats.global_restored += report.records

@@ -146,3 +146,40 @@ def test_late_instance_bootstraps_first_and_restart_reads_only_the_tail(
     wait_until(lambda: len(bootstraps(log)) == 2, 90, "the second bootstrap")
     assert bootstraps(log) == [200_000, len(tail)]
     wait_for_digests(kafka, topics, model, {"late"}, 60)
+
+
+def test_a_stop_during_bootstrap_is_clean_and_keeps_progress(kafka: KafkaCluster,
+                                                             tmp_path: Path) -> None:
+    """SIGTERM/stop() while the global store bootstraps: run() returns without an error, and
+    the next start reads only what the first did not (each applied batch is checkpointed)."""
+    from kstream import App, StreamBuilder
+    from kstream.testing import running_app
+
+    catalogue = kafka.create_topic(partitions=2)
+    orders, out = kafka.create_topic(partitions=1), kafka.create_topic(partitions=1)
+    total = kafka.produce(catalogue, ((f"k{i}".encode(), b"v") for i in range(600_000)))
+
+    def make_app() -> App:
+        b = StreamBuilder()
+        table = b.global_table(catalogue, "string", "string", name="catalogue")
+        (b.stream(orders, "string", "string")
+         .join(table, lambda _k, v: v, lambda v, t: t).to(out, "string", "string"))
+        return App(b, application_id=app_id, bootstrap_servers=kafka.bootstrap_servers,
+                   state_dir=str(tmp_path))
+
+    def bootstrapping(app: App) -> bool:
+        engine = app._engine
+        return engine is not None and any(
+            r.records > 0 and r.position < r.end for r in engine.meters.restores.values())
+
+    app_id = kafka.unique_name("global-stop")
+    first = make_app()
+    with running_app(first, join_timeout=60):  # re-raises whatever run() raised
+        wait_until(lambda: bootstrapping(first), 60, "the bootstrap to be under way",
+                   interval=0.01)
+    assert first.stats["global_restored"] == 0  # it never finished
+    second = make_app()
+    with running_app(second, join_timeout=60):
+        wait_until(lambda: second.stats.get("global_restored", 0) > 0, 120,
+                   "the second bootstrap")
+    assert 0 < second.stats["global_restored"] < total
