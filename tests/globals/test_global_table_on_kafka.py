@@ -81,7 +81,7 @@ def wait_for_digests(kafka: KafkaCluster, topics: dict[str, str], model: dict[st
         return all(latest.get(i) == want for i in instances)
 
     wait_until(all_match, timeout, f"instances {sorted(instances)} to report {want}",
-               interval=0.5)
+               interval=2.0)  # each probe reads the whole store: keep them few
     return latest
 
 
@@ -137,7 +137,7 @@ def test_late_instance_bootstraps_first_and_restart_reads_only_the_tail(
     assert bootstraps(log) == [200_000]
     assert text.index("event=global_bootstrap_done") < text.index("event=assign")
 
-    wait_for_digests(kafka, topics, model, {"late"}, 60)
+    wait_for_digests(kafka, topics, model, {"late"}, 120)
     proc.kill()  # SIGKILL: the checkpoint is whatever the last applied batch wrote
     tail = [(f"sku{i}", {"title": f"tail{i}", "version": 2}) for i in range(0, 3_000, 2)]
     tail += [(f"sku{i}", None) for i in range(1, 500, 2)]
@@ -145,7 +145,7 @@ def test_late_instance_bootstraps_first_and_restart_reads_only_the_tail(
     start(kafka, topics, app_id, "late", tmp_path / "state", log, global_processes)
     wait_until(lambda: len(bootstraps(log)) == 2, 90, "the second bootstrap")
     assert bootstraps(log) == [200_000, len(tail)]
-    wait_for_digests(kafka, topics, model, {"late"}, 60)
+    wait_for_digests(kafka, topics, model, {"late"}, 120)
 
 
 def test_a_stop_during_bootstrap_is_clean_and_keeps_progress(kafka: KafkaCluster,

@@ -51,6 +51,9 @@ app = App(
     processing_guarantee="exactly_once",
     state_dir=env["GLOBAL_APP_STATE_DIR"],
     session_timeout_ms=6000,
-    transaction_timeout_ms=5000,
+    # A probe reads the whole 100k-entry store: a batch of probes on a loaded host can take
+    # seconds, and a transaction older than its timeout is aborted by the broker (the app is
+    # then fenced). A restart with the same state dir aborts its own open transaction at once.
+    transaction_timeout_ms=60000,
     commit_interval_ms=100,
 )
