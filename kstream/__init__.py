@@ -9,6 +9,7 @@ from kstream.config import AT_LEAST_ONCE, AT_MOST_ONCE, EXACTLY_ONCE, AppConfig,
 from kstream.dsl import (
     BranchedStream,
     CogroupedStream,
+    GlobalTable,
     GroupedStream,
     GroupedTable,
     Stream,
@@ -66,6 +67,7 @@ __all__ = [
     "InstanceMetadata", "KeyValueView", "WindowView", "SessionView",
     # every class a DSL chain returns, so they can be named in annotations
     "Table", "GroupedStream", "WindowedGroupedStream", "GroupedTable", "CogroupedStream",
+    "GlobalTable",
     # callable types the API takes, and the rest of the public surface
     "TopicChooser", "Partitioner", "TimestampExtractor", "Windows", "Cancellable",
     "StateDirLockedError",

@@ -55,6 +55,11 @@ def describe_text(topology: Topology, application_id: str, dlq_topic: str | None
                      f"changelog {changelog}, used by {', '.join(users) or '-'}")
     if not topology.stores:
         lines.append("  -")
+    if topology.global_stores:
+        lines.append("Global stores (the whole topic in every instance; the topic is the "
+                     "changelog):")
+        for name, spec in sorted(topology.global_stores.items()):
+            lines.append(f"  {name}: key-value, {spec.backend}, topic {spec.topic}")
     return "\n".join(lines)
 
 
@@ -89,6 +94,11 @@ def describe_mermaid(topology: Topology, application_id: str | None = None) -> s
             elif isinstance(node, ProcessorNode):
                 edges += [f"  {_mid(name)} -.- s_{_mid(store)}" for store in node.stores]
             edges += [f"  {_mid(name)} --> {_mid(kid)}" for kid in topology.children[name]]
+    for index, spec in enumerate(topology.global_stores.values()):
+        lines.append(f"  subgraph global{index}[\"Global store {_label(spec.name)}\"]")
+        lines.append(f"    g_{_mid(spec.name)}[(\"{_label(spec.name)}\")]")
+        lines.append("  end")
+        edges.append(f"  {topic_id(spec.topic)} --> g_{_mid(spec.name)}")
     for topic, tid in topics.items():
         lines.append(f"  {tid}([\"{_label(topic)}\"])")
     return "\n".join(lines + edges)

@@ -29,6 +29,8 @@ _COUNTERS = {
     "dead_lettered": "Records sent to the dead-letter topic",
     "errors": "Records that failed to deserialize or process",
     "restored": "Records replayed from changelogs into local stores",
+    "global_restored": "Records global-table bootstraps read from their topics (in restored)",
+    "global_updates": "Records applied to global tables after their bootstrap",
     "late_records": "Records too late for their window, dropped",
     "recoveries": "Aborts and rewinds after Kafka errors (broker outages, abortable states)",
 }

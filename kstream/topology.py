@@ -88,6 +88,8 @@ class Topology:
         self.children: dict[str, list[str]] = {}
         self.parents: dict[str, list[str]] = {}
         self.stores: dict[str, Any] = {}  # name -> store builder (see kstream.state)
+        # name -> GlobalStoreBuilder: whole topics in every instance, read by any processor
+        self.global_stores: dict[str, Any] = {}
         self._topic_to_source: dict[str, str] = {}
         self.internal_topics: dict[str, InternalTopic] = {}
         self.application_id: str | None = None
@@ -127,6 +129,7 @@ class Topology:
             if topic in self._topic_to_source:
                 raise TopologyError(
                     f"topic {topic!r} is already read by source {self._topic_to_source[topic]!r}")
+            self._check_not_global(topic)
         where = f"source {name!r}"
         self._add(SourceNode(name, topic_list, self._serde_or_default(key_serde, "key", where),
                              self._serde_or_default(value_serde, "value", where),
@@ -168,6 +171,8 @@ class Topology:
     def add_store(self, builder: Any, *processor_names: str) -> Topology:
         """Register a store builder (see kstream.state) and connect it to processors by name."""
         name = builder.name
+        if name in self.global_stores:
+            raise TopologyError(f"a global store named {name!r} already exists")
         if name in self.stores and self.stores[name] is not builder:
             raise TopologyError(f"a store named {name!r} already exists")
         self.stores[name] = builder
@@ -176,10 +181,40 @@ class Topology:
         self.connect_store(name, *processor_names)
         return self
 
+    def add_global_store(self, builder: Any) -> Topology:
+        """Register a global store (`kstream.state.global_store(name, topic, ...)`): every
+        instance holds the whole of its topic, bootstrapped before any processing and kept
+        current by the engine; every processor reads it with `context.get_store(name)`
+        (read-only). The topic is its changelog, and is read by nothing else in the
+        topology. Returns self, to chain."""
+        name, topic = builder.name, builder.topic
+        if name in self.stores or name in self.global_stores:
+            raise TopologyError(f"a store named {name!r} already exists")
+        if topic in self._topic_to_source:
+            raise TopologyError(f"global store {name!r}: topic {topic!r} is already read by "
+                                f"source {self._topic_to_source[topic]!r}")
+        self._check_not_global(topic)
+        self.global_stores[name] = builder
+        return self
+
+    def _check_not_global(self, topic: str) -> None:
+        for other in self.global_stores.values():
+            if other.topic == topic:
+                raise TopologyError(f"topic {topic!r} is already read by global store "
+                                    f"{other.name!r}")
+
+    @property
+    def global_topics(self) -> list[str]:
+        """The topics global stores mirror (not subscribed: every instance reads them all)."""
+        return [spec.topic for spec in self.global_stores.values()]
+
     def connect_store(self, store_name: str, *processor_names: str) -> Topology:
         """Let processors read and write the registered store `store_name` through
         `context.get_store`. Processors sharing a store run in one sub-topology. Returns
         self, to chain."""
+        if store_name in self.global_stores:
+            raise TopologyError(f"{store_name!r} is a global store: every processor reads it "
+                                "with context.get_store without connecting it")
         if store_name not in self.stores:
             raise TopologyError(f"unknown store {store_name!r}")
         for pname in processor_names:
@@ -222,6 +257,8 @@ class Topology:
             elif isinstance(node, SinkNode) and isinstance(node.topic, str):
                 node.topic = real(node.topic)
         self._topic_to_source = {real(t): n for t, n in self._topic_to_source.items()}
+        for spec in self.global_stores.values():
+            spec.topic = real(spec.topic)
         self.internal_topics = {real(t): InternalTopic(real(t), spec.kind, spec.config,
                                                        spec.partitions)
                                 for t, spec in self.internal_topics.items()}
@@ -309,6 +346,12 @@ class Topology:
                     stores = f" (stores: [{', '.join(node.stores)}])" if node.stores else ""
                     lines.append(f"    Processor: {name}{stores}")
                 lines.append(f"      --> {kids}")
+        for index, spec in enumerate(self.global_stores.values(), len(self.subtopologies())):
+            lines.append(f"  Sub-topology: {index} for global store (will not generate tasks)")
+            lines.append(f"    Source: {spec.name}-source (topics: [{spec.topic}])")
+            lines.append(f"      --> {spec.name}")
+            lines.append(f"    Processor: {spec.name} (stores: [{spec.name}])")
+            lines.append("      --> none")
         return "\n".join(lines)
 
     def describe_mermaid(self) -> str:
@@ -319,6 +362,13 @@ class Topology:
             for name in sub.nodes:
                 lines.append(f"    {_mid(name)}[\"{name}\"]")
             lines.append("  end")
+        for spec in self.global_stores.values():
+            gid = _mid(f"global-{spec.name}")
+            lines.append(f"  subgraph {gid}[Global store {spec.name}]")
+            lines.append(f"    {gid}_topic([\"{spec.topic}\"])")
+            lines.append(f"    {gid}_store[(\"{spec.name}\")]")
+            lines.append("  end")
+            lines.append(f"  {gid}_topic --> {gid}_store")
         for name, kids in self.children.items():
             for kid in kids:
                 lines.append(f"  {_mid(name)} --> {_mid(kid)}")

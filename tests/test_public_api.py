@@ -183,7 +183,7 @@ def test_every_class_a_dsl_chain_reaches_is_exported() -> None:
     exported = {getattr(kstream, name) for name in kstream.__all__}
     assert {kstream.Stream, kstream.Table, kstream.GroupedStream,
             kstream.WindowedGroupedStream, kstream.GroupedTable, kstream.CogroupedStream,
-            kstream.BranchedStream} <= reached
+            kstream.BranchedStream, kstream.GlobalTable} <= reached
     assert not reached - exported, f"not exported from kstream: {reached - exported}"
 
 
@@ -234,6 +234,7 @@ reveal_type(builder.table("t", name="t").group_by(lambda k, v: (k, v)).count("c"
 reveal_type(source.split().branch(lambda k, v: True, "x").default_branch())
 reveal_type(source.join(builder.table("u", name="u"), lambda a, b: a).group_by_key())
 reveal_type(TopologyTestDriver(builder).output_topic("out").read_record())
+reveal_type(source.left_join(builder.global_table("g", name="g"), lambda k, v: v, lambda a, b: a))
 '''
 
 EXPECTED = [
@@ -245,6 +246,7 @@ EXPECTED = [
     "dict[str, kstream.dsl.stream.Stream]",
     "kstream.dsl.grouped.GroupedStream",
     "kstream.record.Record",
+    "kstream.dsl.stream.Stream",
 ]
 
 

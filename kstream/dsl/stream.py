@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, overload
 
 from kstream._serde_defaults import same_serde
 from kstream.dsl import _ops
 from kstream.dsl._repartition import repartition
+from kstream.dsl.global_table import GlobalTable, KeySelector
 from kstream.dsl.grouped import GroupedStream
 from kstream.dsl.table import Table
 from kstream.processor import Processor
@@ -90,6 +91,41 @@ class StreamBuilder:
         self.topology.add_processor(name, lambda: _table_ops.TableSourceOp(name), source)
         self.topology.add_store(store, name)
         return Table(self, name, src.key_serde, src.value_serde, store_name=name)  # type: ignore[union-attr]
+
+    def global_table(self, topic: str, key_serde: Any = None, value_serde: Any = None, *,
+                     name: str, backend: str = "rocksdb") -> GlobalTable:
+        """The whole topic, every partition, in every instance: a GlobalTable for lookups
+        by any key (`stream.join(global_table, key_selector, joiner)`), no co-partitioning.
+
+        Held in the global store `name` (`backend` "rocksdb" or "memory"), readable from any
+        processor with `context.get_store(name)`. The topic is its changelog: an instance
+        reads it to its end offsets (read_committed) before processing anything, then applies
+        new records between batches; RocksDB stores checkpoint their offsets, so a restart
+        reads only what is new. Serdes as in `stream()`.
+
+        Example::
+
+            >>> from kstream import StreamBuilder
+            >>> from kstream.testing import TopologyTestDriver
+            >>> builder = StreamBuilder()
+            >>> products = builder.global_table("products", "string", "json", name="products")
+            >>> (builder.stream("orders", "string", "json")
+            ...     .join(products, lambda _id, order: order["sku"],
+            ...           lambda order, product: {**order, "title": product["title"]})
+            ...     .to("enriched", value_serde="json"))
+            >>> with TopologyTestDriver(builder) as driver:
+            ...     driver.input_topic("products", "string", "json").pipe("p1", {"title": "Pen"})
+            ...     driver.input_topic("orders", "string", "json").pipe("o1", {"sku": "p1"})
+            ...     driver.output_topic("enriched", "string", "json").read_value()
+            {'sku': 'p1', 'title': 'Pen'}
+        """
+        from kstream.state.global_store import global_store
+
+        spec = global_store(name, topic, key_serde=resolve(key_serde),
+                            value_serde=resolve(value_serde),
+                            backend=backend)  # type: ignore[arg-type]
+        self.topology.add_global_store(spec)
+        return GlobalTable(self, name, topic, spec.key_serde, spec.value_serde)
 
     def build(self) -> Topology:
         """The Topology built so far (`App(builder)` and `TopologyTestDriver(builder)` call
@@ -316,11 +352,26 @@ class Stream:
                            partitions)
 
     # -- joins ---------------------------------------------------------------------------------
+    @overload
+    def join(self, other: GlobalTable, key_selector: KeySelector, joiner: Joiner, /,
+             name: str | None = None) -> Stream: ...
+
+    @overload
     def join(self, other: Table | Stream, joiner: Joiner, windows: JoinWindows | None = None,
              name: str | None = None, *, key_serde: Any = None, value_serde: Any = None,
              other_value_serde: Any = None, late: str = "drop",
-             backend: str = "rocksdb") -> Stream:
+             backend: str = "rocksdb") -> Stream: ...
+
+    def join(self, other: Table | Stream | GlobalTable, joiner: Joiner,
+             windows: JoinWindows | Joiner | None = None, name: str | None = None, *,
+             key_serde: Any = None, value_serde: Any = None, other_value_serde: Any = None,
+             late: str = "drop", backend: str = "rocksdb") -> Stream:
         """Inner join: `joiner(value, other_value) -> value`.
+
+        With a GlobalTable: `join(global_table, key_selector, joiner)`, where
+        `key_selector(key, value) -> lookup key` picks the table row for each record (no
+        repartition; records with no row, a None lookup key or a None value are dropped; see
+        kstream.dsl.global_table).
 
         With a Table: each record meets the table's current value for its key (records
         without one are dropped). With a Stream: records of the same key whose times are
@@ -345,12 +396,24 @@ class Stream:
         return self._join(other, joiner, windows, name, False, False, key_serde, value_serde,
                           other_value_serde, late, backend)
 
+    @overload
+    def left_join(self, other: GlobalTable, key_selector: KeySelector, joiner: Joiner, /,
+                  name: str | None = None) -> Stream: ...
+
+    @overload
     def left_join(self, other: Table | Stream, joiner: Joiner,
                   windows: JoinWindows | None = None, name: str | None = None, *,
                   key_serde: Any = None, value_serde: Any = None, other_value_serde: Any = None,
+                  late: str = "drop", backend: str = "rocksdb") -> Stream: ...
+
+    def left_join(self, other: Table | Stream | GlobalTable, joiner: Joiner,
+                  windows: JoinWindows | Joiner | None = None, name: str | None = None, *,
+                  key_serde: Any = None, value_serde: Any = None, other_value_serde: Any = None,
                   late: str = "drop", backend: str = "rocksdb") -> Stream:
         """Like join, but every record of this stream appears: `joiner(value, None)` when no
-        table value exists or, for a stream, once its window closed without a partner."""
+        table value exists or, for a stream, once its window closed without a partner. With
+        a GlobalTable, `left_join(global_table, key_selector, joiner)`: records with no row
+        get `joiner(value, None)`; a None lookup key or value is still skipped."""
         return self._join(other, joiner, windows, name, True, False, key_serde, value_serde,
                           other_value_serde, late, backend)
 
@@ -367,11 +430,22 @@ class Stream:
         return self._join(other, joiner, windows, name, True, True, key_serde, value_serde,
                           other_value_serde, late, backend)
 
-    def _join(self, other: Table | Stream, joiner: Joiner, windows: JoinWindows | None,
-              name: str | None, keep_left: bool, keep_right: bool, key_serde: Any,
-              value_serde: Any, other_value_serde: Any, late: str, backend: str) -> Stream:
+    def _join(self, other: Table | Stream | GlobalTable, joiner: Joiner,
+              windows: JoinWindows | Joiner | None, name: str | None, keep_left: bool,
+              keep_right: bool, key_serde: Any, value_serde: Any, other_value_serde: Any,
+              late: str, backend: str) -> Stream:
         from kstream.dsl import joins
+        from kstream.dsl.global_table import global_table_join
 
+        if isinstance(other, GlobalTable):
+            # join(global_table, key_selector, joiner): the second and third arguments.
+            if not callable(windows) or isinstance(windows, JoinWindows):
+                raise TopologyError("a stream-global-table join takes (global_table, "
+                                    "key_selector, joiner): key_selector(key, value) -> lookup "
+                                    "key, joiner(value, table_value) -> value")
+            return global_table_join(self, other, joiner, windows, keep_left, name)
+        if windows is not None and not isinstance(windows, JoinWindows):
+            raise TopologyError(f"windows must be JoinWindows, not {type(windows).__name__}")
         if isinstance(other, Table):
             if windows is not None:
                 raise TopologyError("a stream-table join has no windows: it looks up the "

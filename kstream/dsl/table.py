@@ -9,7 +9,7 @@ plain values: the new value, None when the key was deleted.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from kstream.dsl import _ops, _stateful, _table_ops
 from kstream.dsl._change import ChangeSerde, ToStreamOp
@@ -92,25 +92,85 @@ class Table:
                      changes=self.changes, getter=getter)
 
     # -- joins -----------------------------------------------------------------------------------
-    def join(self, other: Table, joiner: Joiner, name: str | None = None, *,
+    @overload
+    def join(self, other: Table, foreign_key_extractor: Callable[[Any], Any], joiner: Joiner,
+             /, *, name: str, materialized: str | KeyValueStoreBuilder | None = None,
+             value_serde: Any = None) -> Table: ...
+
+    @overload
+    def join(self, other: Table, joiner: Joiner, /, name: str | None = None, *,
+             materialized: str | KeyValueStoreBuilder | None = None,
+             value_serde: Any = None) -> Table: ...
+
+    def join(self, other: Table, *args: Any, name: str | None = None,
              materialized: str | KeyValueStoreBuilder | None = None,
              value_serde: Any = None) -> Table:
         """Inner table-table join: a key is in the result while both tables hold it, with
         `joiner(left_value, right_value) -> value`. Updates and deletes on either side update
-        the result; `materialized` (a store name or `kv_store(...)`) stores it."""
-        from kstream.dsl.joins import table_table_join
+        the result; `materialized` (a store name or `kv_store(...)`) stores it.
 
-        return table_table_join(self, other, joiner, False, False, name, materialized,
-                                value_serde)
+        Foreign-key join (KIP-213): `join(other, foreign_key_extractor, joiner, name=...)`,
+        where `foreign_key_extractor(left_value) -> key of other` picks the right row; the
+        result is keyed like this table, has a row while the left row's foreign key finds a
+        right row, and follows changes, FK changes and deletes on both sides (see
+        kstream.dsl.foreign_key; `name` names its topics and stores). Example::
 
-    def left_join(self, other: Table, joiner: Joiner, name: str | None = None, *,
+            >>> from kstream import StreamBuilder
+            >>> from kstream.testing import TopologyTestDriver
+            >>> builder = StreamBuilder()
+            >>> customers = builder.table("customers", "string", "json", name="customers")
+            >>> orders = builder.table("orders", "string", "json", name="orders")
+            >>> (orders.join(customers, lambda order: order["customer"],
+            ...              lambda order, customer: {**order, "name": customer["name"]},
+            ...              name="order-customer")
+            ...     .to_stream().to("enriched", value_serde="json"))
+            >>> with TopologyTestDriver(builder) as driver:
+            ...     driver.input_topic("customers", "string", "json").pipe("c1", {"name": "Ann"})
+            ...     driver.input_topic("orders", "string", "json").pipe("o1", {"customer": "c1"})
+            ...     driver.output_topic("enriched", "string", "json").read_key_value()
+            ('o1', {'customer': 'c1', 'name': 'Ann'})
+        """
+        return self._join(other, args, False, name, materialized, value_serde)
+
+    @overload
+    def left_join(self, other: Table, foreign_key_extractor: Callable[[Any], Any],
+                  joiner: Joiner, /, *, name: str,
+                  materialized: str | KeyValueStoreBuilder | None = None,
+                  value_serde: Any = None) -> Table: ...
+
+    @overload
+    def left_join(self, other: Table, joiner: Joiner, /, name: str | None = None, *,
+                  materialized: str | KeyValueStoreBuilder | None = None,
+                  value_serde: Any = None) -> Table: ...
+
+    def left_join(self, other: Table, *args: Any, name: str | None = None,
                   materialized: str | KeyValueStoreBuilder | None = None,
                   value_serde: Any = None) -> Table:
         """Every key of this table: `joiner(left_value, right_value) -> value`, with
-        `right_value` None while the other table lacks the key. Options as in `join`."""
+        `right_value` None while the other table lacks the key. Options as in `join`;
+        `left_join(other, foreign_key_extractor, joiner, name=...)` is the foreign-key left
+        join (every left row, `right_value` None while its foreign key finds no row or is
+        None)."""
+        return self._join(other, args, True, name, materialized, value_serde)
+
+    def _join(self, other: Table, args: tuple[Any, ...], keep_left: bool, name: str | None,
+              materialized: str | KeyValueStoreBuilder | None, value_serde: Any) -> Table:
+        from kstream.dsl.foreign_key import foreign_key_join
         from kstream.dsl.joins import table_table_join
 
-        return table_table_join(self, other, joiner, True, False, name, materialized,
+        if len(args) >= 2 and callable(args[1]):  # (foreign_key_extractor, joiner)
+            if len(args) > 2:
+                raise TopologyError("a foreign-key join takes (other, foreign_key_extractor, "
+                                    "joiner, name=...)")
+            return foreign_key_join(self, other, args[0], args[1], keep_left, name,
+                                    materialized, value_serde)
+        if not args or len(args) > 2:
+            raise TopologyError("a table-table join takes (other, joiner, name=None)")
+        if len(args) == 2:
+            if name is not None:
+                raise TopologyError("name given twice")
+            name = args[1]
+        return table_table_join(self, other, args[0], keep_left, False, name, materialized,
                                 value_serde)
 
     def outer_join(self, other: Table, joiner: Joiner, name: str | None = None, *,

@@ -43,6 +43,7 @@ from kstream.runtime.client_config import consumer_config, producer_config
 from kstream.runtime.clients import KafkaClients
 from kstream.runtime.collector import KafkaRecordCollector
 from kstream.runtime.commit import Committer, make_committer
+from kstream.runtime.global_state import GlobalStateMaintainer, global_consumer_config
 from kstream.runtime.identity import InstanceIdentity
 from kstream.runtime.kafka_errors import ErrorClass, classify
 from kstream.runtime.lifecycle import EngineLifecycle, EngineState
@@ -54,6 +55,7 @@ from kstream.runtime.task import Message as TaskMessage
 from kstream.runtime.task import Task, build_task
 from kstream.runtime.watchdog import Watchdog
 from kstream.state import restore_stores
+from kstream.state.errors import RestoreInterrupted
 from kstream.topology import Topology
 
 log = logging.getLogger("kstream.engine")
@@ -106,6 +108,7 @@ class Engine:
         self.producer: Producer | None = None
         self.committer: Committer | None = None
         self.collector: KafkaRecordCollector | None = None
+        self.globals: GlobalStateMaintainer | None = None  # global stores (global tables)
 
     # -- lifecycle -----------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -146,6 +149,8 @@ class Engine:
         self.queries.partition_counts = self.outage.run(
             lambda: topics.ensure_topics(self.topology, cfg), "create topics",
             retry_on=(AbortableError,))
+        if self.topology.global_stores:
+            self._bootstrap_globals(self.queries.partition_counts)
         self.producer = self.clients.producer(self._producer_config())
         self.collector = KafkaRecordCollector(self.producer, self.stats, self._partition_count)
         self.consumer = self.clients.consumer(self._consumer_config())
@@ -160,6 +165,35 @@ class Engine:
                  cfg.application_id, cfg.processing_guarantee,
                  self.identity.transactional_id(cfg.application_id)
                  if cfg.exactly_once else "-", self.topology.source_topics)
+
+    def _bootstrap_globals(self, partitions: dict[str, int]) -> None:
+        """Global stores to the end of their topics before the group is joined, so no
+        record is processed against a global table still catching up (global_state)."""
+        assert self.identity is not None
+        cfg = self.config
+        self.globals = GlobalStateMaintainer(self.topology, self.identity.directory)
+        client = self._restore_client_config()
+        def progress(reports: list[Any]) -> None:
+            self.watchdog.beat("global bootstrap")  # a long bootstrap is no stall
+            self.meters.restore_progress(reports)
+
+        progress([])
+        try:
+            report = self.globals.bootstrap(cfg.bootstrap_servers, partitions,
+                                            cfg.restore_timeout_ms / 1000, client,
+                                            should_stop=lambda: self._stop,
+                                            on_progress=progress)
+        except RestoreInterrupted as exc:  # a stop, not a failure: progress is kept
+            raise StopRequested(str(exc)) from exc
+        self.meters.restore_finished()
+        self.stats.restored += report.records
+        self.stats.global_restored += report.records
+        self.globals.start(self.clients.consumer(global_consumer_config(
+            cfg.bootstrap_servers, cfg.application_id, client)), partitions)
+
+    def _restore_client_config(self) -> dict[str, Any]:
+        return {k: v for k, v in self.config.consumer_config.items()
+                if k.startswith(("security.", "sasl.", "ssl.", "client."))}
 
     def shutdown(self, commit: bool = True) -> None:
         """Leave the group. Commit only on a clean stop: after an error, uncommitted work is
@@ -189,6 +223,8 @@ class Engine:
             for task in self.tasks.values():
                 self._retire(task)
             self.tasks.clear()
+            if self.globals is not None:
+                self.globals.close()
             self.queries.stopped()
             if self.identity is not None:
                 self.identity.release()
@@ -201,6 +237,8 @@ class Engine:
         assert self.consumer is not None and self.committer is not None
         cfg = self.config
         self.watchdog.beat("consume")
+        if self.globals is not None:
+            self.stats.global_updates += self.globals.poll()
         # confluent-kafka's stubs type headers as dict | list of str | bytes | None; a consumer
         # only ever delivers a list of (str, bytes) or None, as TaskMessage says.
         msgs: list[TaskMessage] = self.consumer.consume(  # type: ignore[assignment]
@@ -630,8 +668,7 @@ class Engine:
         stores = [store for task in tasks for store in task.stores.values()]
         if not stores:
             return
-        client = {k: v for k, v in self.config.consumer_config.items()
-                  if k.startswith(("security.", "sasl.", "ssl.", "client."))}
+        client = self._restore_client_config()
         self.watchdog.beat("restore")
         report = restore_stores(self.config.bootstrap_servers, stores,
                                 self.config.restore_timeout_ms / 1000, client,
@@ -644,7 +681,8 @@ class Engine:
         assert self.collector is not None and self.identity is not None
         return build_task(self.config.application_id, self.topology,
                           self.subtopologies[sub_index], partition, self.collector,
-                          self.identity.directory, fusion=self.config.fusion)
+                          self.identity.directory, fusion=self.config.fusion,
+                          global_stores=None if self.globals is None else self.globals.stores)
 
     def _retire(self, task: Task) -> None:
         self.queries.withdraw()  # no query reads a store from here on

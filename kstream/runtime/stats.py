@@ -16,6 +16,8 @@ class EngineStats:
     errors: int = 0
     lag: int = 0
     restored: int = 0
+    global_restored: int = 0  # of `restored`: records global-table bootstraps read
+    global_updates: int = 0  # records applied to global tables after their bootstrap
     late_records: int = 0  # of closed tasks; live tasks add their own
     # Records an operator skipped because they cannot take part (Kafka Streams skips and
     # counts these too): a null key into an aggregation or join, a null value into an

@@ -28,6 +28,7 @@ from kstream.runtime.fusion import Chain, compile_chain, compile_record_entry, f
 from kstream.runtime.punctuation import PunctuationSchedule, Punctuator
 from kstream.runtime.shared_values import checked_child
 from kstream.runtime.sink import SinkOp
+from kstream.state.global_store import ReadOnlyStoreError
 from kstream.topology import ProcessorNode, SinkNode, SourceNode, SubTopology, Topology
 from serdes import SerdeContext
 
@@ -82,8 +83,12 @@ class Task:
     def __init__(self, application_id: str, topology: Topology, sub: SubTopology, partition: int,
                  collector: RecordCollector, stores: dict[str, Any] | None = None,
                  clock: Callable[[], int] | None = None, *, fusion: bool = True,
-                 check_shared_values: bool = False) -> None:
+                 check_shared_values: bool = False,
+                 global_stores: dict[str, Any] | None = None) -> None:
         self.application_id = application_id
+        # The instance's global stores (kstream.state.global_store): shared by every task,
+        # read-only, readable by every processor without connecting them.
+        self.global_stores: dict[str, Any] = global_stores or {}
         # TopologyTestDriver: fan-outs check that no branch mutates a shared value
         # (kstream.runtime.shared_values). Read while building, so set before _build.
         self.check_shared_values = check_shared_values
@@ -272,6 +277,8 @@ class Task:
                         record.offset, self.skipped[reason])
 
     def get_store(self, name: str, processor: str) -> Any:
+        if name in self.global_stores and name not in self._store_users:
+            return self.global_stores[name]
         if processor not in self._store_users.get(name, ()):
             raise KeyError(f"processor {processor!r} is not connected to store {name!r}; "
                            "connect it with Topology.connect_store or Stream.process(..., store)")
@@ -318,7 +325,10 @@ _NOT_INTERNAL = (str(Path(_KSTREAM_DIR) / "testing") + os.sep,)
 def _process_error(exc: Exception, topic: str, partition: int, offset: int) -> KStreamError:
     """A RecordError when user code (or a serde) raised; an InternalError when the innermost
     frame is kstream's own code, so a broken invariant is never dead-lettered as a bad
-    record. Only runs on the error path."""
+    record; but a processor writing a read-only (global) store is the processor's error,
+    though kstream's store raises it. Only runs on the error path."""
+    if isinstance(exc, ReadOnlyStoreError):
+        return RecordError(STAGE_PROCESS, topic, partition, offset, exc)
     tb = exc.__traceback__
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
@@ -368,7 +378,8 @@ def _topological(topology: Topology, names: list[str]) -> list[str]:
 def build_task(application_id: str, topology: Topology, sub: SubTopology, partition: int,
                collector: RecordCollector, state_root: Path,
                clock: Callable[[], int] | None = None, *, fusion: bool = True,
-               check_shared_values: bool = False) -> Task:
+               check_shared_values: bool = False,
+               global_stores: dict[str, Any] | None = None) -> Task:
     """Create a task and its stores; the engine and the TopologyTestDriver both come here.
 
     Each store builder makes the task's instance under `<state_root>/<task_id>/`, logging to
@@ -381,4 +392,5 @@ def build_task(application_id: str, topology: Topology, sub: SubTopology, partit
         stores[name] = builder.build(state_root / task_id, partition,
                                      builder.changelog_topic(application_id))
     return Task(application_id, topology, sub, partition, collector, stores, clock,
-                fusion=fusion, check_shared_values=check_shared_values)
+                fusion=fusion, check_shared_values=check_shared_values,
+                global_stores=global_stores)

@@ -53,7 +53,8 @@ def ensure_topics(topology: Topology, config: AppConfig) -> dict[str, int]:
     admin = AdminClient(_admin_config(config))
     existing = admin.list_topics(timeout=30).topics
     internal = topology.internal_topics
-    user_topics = [t for t in dict.fromkeys(topology.source_topics + topology.sink_topics())
+    user_topics = [t for t in dict.fromkeys(topology.source_topics + topology.sink_topics()
+                                            + topology.global_topics)
                    if t not in internal]
     missing_user = [t for t in user_topics if t not in existing]
     if missing_user and not config.auto_create_topics:
@@ -128,7 +129,9 @@ def internal_partitions(topology: Topology, counts: dict[str, int]) -> dict[str,
         if topic not in internal:
             return counts.get(topic)
         if topic not in resolved_topics:
-            size = natural(topic, seen)
+            # The co-partitioning group first: a foreign-key join's two topics each feed the
+            # other's writer, so their own (writer's) sizes would ask each other in a cycle.
+            size: int | None = None
             sub = subs[reader[topic]] if topic in reader else None
             if (internal[topic].partitions is None and sub is not None
                     and must_copartition(sub)):
@@ -137,7 +140,7 @@ def internal_partitions(topology: Topology, counts: dict[str, int]) -> dict[str,
                           and (p := internal[t].partitions) is not None]
                 size = max(fixed) if fixed else max(
                     natural(t, seen) for t in sub.source_topics if t in internal)
-            resolved_topics[topic] = size
+            resolved_topics[topic] = natural(topic, seen) if size is None else size
         return resolved_topics[topic]
 
     result = {}

@@ -7,6 +7,7 @@ commit) -> backend (RocksDBBackend / MemoryBackend, bytes in key order).
 
 from kstream.state.builder import KeyValueStoreBuilder, kv_store
 from kstream.state.errors import ChangelogWriteError, StateCorruptedError, StateRestoreError
+from kstream.state.global_store import GlobalStore, GlobalStoreBuilder, global_store
 from kstream.state.kv import KeyValueStore
 from kstream.state.restore import RestoreReport, StoreRestore, restore_stores
 from kstream.state.rocksdb_memory import RocksDBMemory, configure_rocksdb
@@ -15,6 +16,9 @@ from kstream.state.window_store import WindowStore, WindowStoreBuilder, window_s
 
 __all__ = [
     "kv_store",
+    "global_store",
+    "GlobalStore",
+    "GlobalStoreBuilder",
     "KeyValueStoreBuilder",
     "KeyValueStore",
     "restore_stores",

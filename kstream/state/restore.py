@@ -14,7 +14,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -24,8 +25,8 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from kstream.state.backend import RestoreSink
 from kstream.state.errors import RestoreInterrupted, StateCorruptedError, StateRestoreError
-from kstream.state.kv import KeyValueStore
 
 log = logging.getLogger("kstream.restore")
 
@@ -35,6 +36,43 @@ PROGRESS_INTERVAL_S = 2.0
 POLL_TIMEOUT_S = 0.2
 
 _TRUNCATED = {KafkaError._AUTO_OFFSET_RESET, KafkaError.OFFSET_OUT_OF_RANGE}
+
+
+class RestoreBackend(Protocol):
+    """What a restore needs of a backend (kstream.state.backend.Backend has it)."""
+
+    @property
+    def path(self) -> Path | None: ...
+
+    @property
+    def committed_offset(self) -> int | None: ...
+
+    def begin_restore(self) -> RestoreSink: ...
+
+    def finish_restore(self, sink: RestoreSink, offset: int) -> None: ...
+
+
+class Restorable(Protocol):
+    """A store restored from one changelog partition: a task's Restorable, or one source
+    partition of a global store (kstream.state.global_store)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def changelog_topic(self) -> str: ...
+
+    @property
+    def partition(self) -> int: ...
+
+    @property
+    def logging(self) -> bool: ...
+
+    @property
+    def task_dir(self) -> Path: ...
+
+    @property
+    def backend(self) -> RestoreBackend: ...
 
 
 @dataclass(frozen=True)
@@ -67,7 +105,7 @@ class RestoreReport:
 class _Target:
     """One changelog partition being restored into one store."""
 
-    store: KeyValueStore
+    store: Restorable
     start: int
     end: int
     records: int = 0
@@ -102,7 +140,7 @@ class _Target:
                             self.start, max(self.end, self.reached), self.records)
 
 
-def restore_stores(bootstrap_servers: str, stores: Sequence[KeyValueStore], timeout_s: float,
+def restore_stores(bootstrap_servers: str, stores: Sequence[Restorable], timeout_s: float,
                    consumer_config: dict[str, Any] | None = None,
                    should_stop: Callable[[], bool] = lambda: False,
                    on_progress: Callable[[list[StoreRestore]], None] | None = None
@@ -175,7 +213,7 @@ def _start_position(target: _Target) -> int:
     return OFFSET_BEGINNING if target.store.backend.committed_offset is None else target.start
 
 
-def _plan(consumer: Consumer, stores: list[KeyValueStore], deadline: float,
+def _plan(consumer: Consumer, stores: list[Restorable], deadline: float,
           should_stop: Callable[[], bool]) -> list[_Target]:
     """Where each store's restore starts and ends; refuse state that does not fit its log."""
     targets = []
@@ -204,7 +242,7 @@ def _plan(consumer: Consumer, stores: list[KeyValueStore], deadline: float,
     return targets
 
 
-def _topic_metadata(consumer: Consumer, store: KeyValueStore, deadline: float) -> Any:
+def _topic_metadata(consumer: Consumer, store: Restorable, deadline: float) -> Any:
     """The changelog's metadata, None when the topic does not exist; a transient metadata
     error (leader not available yet) raises, to be retried."""
     topic = store.changelog_topic
@@ -218,7 +256,7 @@ def _topic_metadata(consumer: Consumer, store: KeyValueStore, deadline: float) -
     return md
 
 
-def _watermarks(consumer: Consumer, store: KeyValueStore, deadline: float) -> tuple[int, int]:
+def _watermarks(consumer: Consumer, store: Restorable, deadline: float) -> tuple[int, int]:
     low, high = consumer.get_watermark_offsets(
         TopicPartition(store.changelog_topic, store.partition),
         timeout=min(_left(deadline, store), 10), cached=False)
@@ -228,7 +266,7 @@ def _watermarks(consumer: Consumer, store: KeyValueStore, deadline: float) -> tu
 T = TypeVar("T")
 
 
-def _retrying(op: Callable[[], T], store: KeyValueStore, deadline: float,
+def _retrying(op: Callable[[], T], store: Restorable, deadline: float,
               should_stop: Callable[[], bool]) -> T:
     """`op()` until it succeeds or the deadline passes: right after a broker restart the
     metadata calls answer NOT_LEADER_FOR_PARTITION or time out for a while. Fatal errors
@@ -254,7 +292,7 @@ def _retrying(op: Callable[[], T], store: KeyValueStore, deadline: float,
             time.sleep(METADATA_BACKOFF_S)
 
 
-def _left(deadline: float, store: KeyValueStore) -> float:
+def _left(deadline: float, store: Restorable) -> float:
     left = deadline - time.monotonic()
     if left <= 0:
         raise StateRestoreError(f"store {store.name!r}: restore deadline passed while reading "
@@ -262,7 +300,7 @@ def _left(deadline: float, store: KeyValueStore) -> float:
     return left
 
 
-def _corrupted(store: KeyValueStore, what: str) -> StateCorruptedError:
+def _corrupted(store: Restorable, what: str) -> StateCorruptedError:
     where = store.backend.path or store.task_dir
     return StateCorruptedError(
         f"store {store.name!r} (task dir {store.task_dir}, partition {store.partition}): {what}; "
@@ -328,13 +366,16 @@ def _apply_batch(msgs: list[Any], by_key: dict[tuple[str, int], _Target],
                 target.sink = target.store.backend.begin_restore()
                 touched.append(target)
             put, delete = target.sink.put, target.sink.delete
-        value = msg.value()
-        if value is None:
-            delete(msg.key())  # type: ignore[misc]
-        else:
-            put(msg.key(), value)  # type: ignore[misc]
+        key = msg.key()
         last = msg
         count += 1
+        if key is None:
+            continue  # no state to keep (a global table's topic may hold such records)
+        value = msg.value()
+        if value is None:
+            delete(key)  # type: ignore[misc]
+        else:
+            put(key, value)  # type: ignore[misc]
     if target is not None:
         target.last_msg = last
         target.records += count - seg_start

@@ -45,6 +45,7 @@ from kstream.runtime import topics
 from kstream.runtime.bad_records import BadRecordAction, handle_bad_record
 from kstream.runtime.collector import KafkaRecordCollector
 from kstream.runtime.commit import make_committer
+from kstream.runtime.global_state import GlobalStateMaintainer
 from kstream.runtime.stats import EngineStats
 from kstream.runtime.task import SKIP_REASONS, Task, build_task
 from kstream.state.kv import KeyValueStore
@@ -190,6 +191,10 @@ class TopologyTestDriver:
         self.committer = make_committer(processing_guarantee, cast(Consumer, self._consumer),
                                         cast(Producer, self._producer), self._collector,
                                         self.stats, COMMIT_TIMEOUT_S)
+        # Global stores: piped records (and committed sink writes) apply at once, as if the
+        # engine's global consumer had just read them.
+        self._globals = GlobalStateMaintainer(self.topology, self.state_dir)
+        self._global_topics = set(self.topology.global_topics)
         self._tasks: dict[tuple[int, int], Task] = {}
         self._ordered_tasks: list[Task] = []  # by (sub-topology, partition), as committed
         # topic -> per-partition task handler, as the engine binds them on assignment
@@ -207,7 +212,8 @@ class TopologyTestDriver:
         the partition count of every topic the topology names; others have one partition."""
         topology = self.topology
         internal = topology.internal_topics
-        user = dict.fromkeys(topology.source_topics + topology.sink_topics())
+        user = dict.fromkeys(topology.source_topics + topology.sink_topics()
+                             + topology.global_topics)
         counts = {t: partitions.get(t, 1) for t in user if t not in internal}
         wanted = topics.internal_partitions(topology, counts)
         for name, count in wanted.items():
@@ -228,7 +234,8 @@ class TopologyTestDriver:
                 self._tasks[(sub.index, partition)] = build_task(
                     self.application_id, self.topology, sub, partition, self._collector,
                     self.state_dir, self._clock, fusion=self.fusion,
-                    check_shared_values=self.check_shared_values)
+                    check_shared_values=self.check_shared_values,
+                    global_stores=self._globals.stores)
                 self._check_round_trips(self._tasks[(sub.index, partition)])
         self._bind_handlers()
 
@@ -249,11 +256,12 @@ class TopologyTestDriver:
     # -- topics --------------------------------------------------------------------------------
     def input_topic(self, name: str, key_serde: Any = None, value_serde: Any = None, *,
                     start_timestamp_ms: int | None = None, advance_ms: int = 0) -> TestInputTopic:
-        """A writer for source topic `name`; serdes as in `serdes.resolve` (None: the
-        driver's default serde for that part, else raw bytes)."""
-        if name not in self._handlers:
-            raise ValueError(f"{name!r} is not a source topic of the topology; "
-                             f"source topics: {sorted(self._handlers)}")
+        """A writer for source topic `name` (or a global table's topic: its records update
+        the global store at once); serdes as in `serdes.resolve` (None: the driver's default
+        serde for that part, else raw bytes)."""
+        if name not in self._handlers and name not in self._global_topics:
+            raise ValueError(f"{name!r} is not a source topic of the topology; source "
+                             f"topics: {sorted([*self._handlers, *self._global_topics])}")
         start = self._wall_clock_ms if start_timestamp_ms is None else start_timestamp_ms
         key_serde, value_serde = self._or_defaults(key_serde, value_serde)
         return TestInputTopic(self, name, resolve(key_serde), resolve(value_serde), start,
@@ -313,7 +321,10 @@ class TopologyTestDriver:
         return {reason: counts.get(reason, 0) for reason in SKIP_REASONS}
 
     def get_store(self, name: str, partition: int = 0) -> Any:
-        """The store object that `build_task` created for `name` in the given partition's task."""
+        """The store object that `build_task` created for `name` in the given partition's task
+        (a global store: the one instance-wide store, whatever `partition`)."""
+        if name in self._globals.stores:
+            return self._globals.stores[name]
         for sub in self._subtopologies:
             if name in sub.stores:
                 task = self._tasks.get((sub.index, partition))
@@ -373,6 +384,7 @@ class TopologyTestDriver:
                 for key in sorted(self._tasks):
                     self._tasks[key].close()
                 self._tasks.clear()
+                self._globals.close()
                 if self._own_state_dir:
                     shutil.rmtree(self.state_dir, ignore_errors=True)
 
@@ -392,6 +404,10 @@ class TopologyTestDriver:
         elif not 0 <= partition < count:
             raise ValueError(f"partition {partition} of {topic} does not exist "
                              f"({count} partitions)")
+        if topic in self._global_topics:  # no task reads it: the global store takes it now
+            self._globals.apply([self.kafka.append(topic, partition, key, value, timestamp,
+                                                   headers)])
+            return
         # The test's own producer is not transactional: the record is committed at once.
         self._interval.append(self.kafka.append(topic, partition, key, value, timestamp,
                                                 headers))
@@ -474,6 +490,8 @@ class TopologyTestDriver:
         outputs = self._outputs
         for msg in msgs:
             outputs[msg.topic()].append(msg)
+        if self._global_topics:
+            self._globals.apply([m for m in msgs if m.topic() in self._global_topics])
 
     # -- commit --------------------------------------------------------------------------------
     def _commit(self, overrides: dict[tuple[str, int], int] | None = None) -> None:
@@ -612,7 +630,8 @@ class TopologyTestDriver:
             self._tasks[key] = Task(self.application_id, self.topology,
                                     self._subtopologies[key[0]], key[1], self._collector,
                                     old.stores, self._clock, fusion=self.fusion,
-                                    check_shared_values=self.check_shared_values)
+                                    check_shared_values=self.check_shared_values,
+                                    global_stores=self._globals.stores)
         self._bind_handlers()
         committed = self._consumer.committed(self._assignment)
         for tp in committed:
