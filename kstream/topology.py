@@ -195,6 +195,8 @@ class Topology:
                                 f"source {self._topic_to_source[topic]!r}")
         self._check_not_global(topic)
         self.global_stores[name] = builder
+        for part in ("key_serde", "value_serde"):  # global_store(...) made without a topology
+            self.serde_defaults.adopt(getattr(builder, part, None))
         return self
 
     def _check_not_global(self, topic: str) -> None:

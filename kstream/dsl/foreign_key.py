@@ -33,7 +33,7 @@ from kstream.dsl._repartition import repartition_topic
 from kstream.state import kv_store
 from kstream.state.builder import KeyValueStoreBuilder
 from kstream.topology import APP_ID, TopologyError
-from serdes import BytesSerde, JsonSerde, resolve
+from serdes import BytesSerde, resolve
 
 if TYPE_CHECKING:
     from kstream.dsl.table import Table
@@ -63,10 +63,11 @@ def foreign_key_join(left: Table, right: Table, extractor: Callable[[Any], Any],
     right_get = right.require_getter("foreign-key join")
     builder = left._builder
     topology = builder.topology
-    pk_serde = left.key_serde or JsonSerde()
-    fk_serde = right.key_serde or JsonSerde()
-    left_values = left.value_serde or JsonSerde()
-    right_values = right.value_serde or JsonSerde()
+    defaults, where = topology.serde_defaults, f"foreign-key join {name!r}"
+    pk_serde = left.key_serde or defaults.key(where)
+    fk_serde = right.key_serde or defaults.key(where)
+    left_values = left.value_serde or defaults.value(where)
+    right_values = right.value_serde or defaults.value(where)
     results = None if value_serde is None else resolve(value_serde)
     raw = BytesSerde()
     sub_topic = topology.add_internal_topic(subscription_topic(name), "repartition")
@@ -99,7 +100,7 @@ def foreign_key_join(left: Table, right: Table, extractor: Callable[[Any], Any],
         result_store = materialized
     else:
         result_store = kv_store(materialized or f"{name}-store", key_serde=pk_serde,
-                                value_serde=results or JsonSerde())
+                                value_serde=results or defaults.value(where))
     store_name = result_store.name
     topology.add_processor(name, lambda: ResponseJoinOp(
         left_get, joiner, left_join, pk_serde, left_values, right_values, store_name,

@@ -121,8 +121,13 @@ class StreamBuilder:
         """
         from kstream.state.global_store import global_store
 
-        spec = global_store(name, topic, key_serde=resolve(key_serde),
-                            value_serde=resolve(value_serde),
+        # A topic you name: no serde given means the app's default, else raw bytes.
+        defaults, where = self.topology.serde_defaults, f"global table {name!r}"
+        spec = global_store(name, topic,
+                            key_serde=(defaults.raw("key", where) if key_serde is None
+                                       else resolve(key_serde)),
+                            value_serde=(defaults.raw("value", where) if value_serde is None
+                                         else resolve(value_serde)),
                             backend=backend)  # type: ignore[arg-type]
         self.topology.add_global_store(spec)
         return GlobalTable(self, name, topic, spec.key_serde, spec.value_serde)

@@ -117,7 +117,7 @@ def _emit_children(em: _Emitter, topology: Topology, children: list[str],
         if em.check_shared_values and i < len(children) - 1:
             target = checked_child(target, child)
         proc = em.bind(target, "proc")
-        own = "headers" if i == len(children) - 1 else "list(headers) if headers else headers"
+        own = "headers" if i == len(children) - 1 else "None if headers is None else list(headers)"
         em.line(depth, f"{proc}(Record(key, value, ts, {own}, TOPIC, PARTITION, offset))")
 
 

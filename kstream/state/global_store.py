@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
+from kstream._serde_defaults import effective
 from kstream.state.backend import Entry, RestoreSink, prefix_end, successor
 from kstream.state.global_backend import GlobalBackend, MemoryGlobalBackend, RocksDBGlobalBackend
 from serdes import Serde, SerdeContext, TupleKeySerde, prefix_range
@@ -71,7 +72,7 @@ class GlobalStore:
         self.topic = spec.topic
         self.backend = backend
         self.directory = directory
-        self._ordered_keys = isinstance(spec.key_serde, TupleKeySerde)
+        self._ordered_keys = isinstance(effective(spec.key_serde), TupleKeySerde)
         self._key_ctx = SerdeContext(topic=spec.topic, is_key=True)
         self._value_ctx = SerdeContext(topic=spec.topic)
         self._ser_key, self._de_key = spec.key_serde.serialize, spec.key_serde.deserialize
@@ -207,10 +208,15 @@ def global_store(name: str, topic: str, *, key_serde: Any = None, value_serde: A
                  backend: Literal["rocksdb", "memory"] = "rocksdb") -> GlobalStoreBuilder:
     """A global store builder for `Topology.add_global_store`: the whole of `topic` in every
     instance, readable by any processor with `context.get_store(name)`. Serdes as in
-    `serdes.resolve` (keys default to the ordered tuple encoding, values to JSON)."""
+    `serdes.resolve` (not given: the app's default serdes, else keys in the ordered tuple
+    encoding and JSON values)."""
+    from kstream._serde_defaults import DefaultSerde
     from serdes import JsonSerde, resolve
 
-    return GlobalStoreBuilder(name, topic,
-                              TupleKeySerde() if key_serde is None else resolve(key_serde),
-                              JsonSerde() if value_serde is None else resolve(value_serde),
-                              backend)
+    where = f"global store {name!r}"
+    return GlobalStoreBuilder(
+        name, topic,
+        DefaultSerde("key", TupleKeySerde(), where) if key_serde is None else resolve(key_serde),
+        DefaultSerde("value", JsonSerde(), where) if value_serde is None
+        else resolve(value_serde),
+        backend)

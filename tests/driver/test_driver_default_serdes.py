@@ -159,3 +159,25 @@ def test_defaults_on_a_real_broker(kafka: KafkaCluster, topic_factory, tmp_path:
         records = kafka.read_topic(out, min_count=3, timeout=60)
     finals = {r.key: r.value for r in records}
     assert finals == {b"Oslo": b"12", b"Rome": b"1"}
+
+
+def test_global_tables_and_foreign_key_joins_take_the_defaults(tmp_path: Path) -> None:
+    b = StreamBuilder()
+    products = b.global_table("products", name="products")
+    orders = b.table("orders", name="orders")
+    customers = b.table("customers", name="customers")
+    (orders.join(customers, lambda order: order["customer"], lambda o, c: {**o, "name": c},
+                 name="with-customer")
+     .to_stream().to("orders-named"))
+    (b.stream("clicks").join(products, lambda _k, click: click["sku"],
+                             lambda click, product: product["title"]).to("titles"))
+    with TopologyTestDriver(b, state_dir=tmp_path, default_key_serde="string",
+                            default_value_serde="json") as driver:
+        driver.input_topic("products").pipe("p1", {"title": "Pen"})
+        driver.input_topic("customers").pipe("c1", "Ada")
+        driver.input_topic("orders").pipe("o1", {"customer": "c1"})
+        driver.input_topic("clicks").pipe("u1", {"sku": "p1"})
+        named = driver.output_topic("orders-named", "bytes", "bytes").read_key_values_to_list()
+        titles = driver.output_topic("titles", "bytes", "bytes").read_key_values_to_list()
+    assert named == [(b"o1", b'{"customer":"c1","name":"Ada"}')]
+    assert titles == [(b"u1", b'"Pen"')]
