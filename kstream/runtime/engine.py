@@ -46,6 +46,7 @@ from kstream.runtime.commit import Committer, make_committer
 from kstream.runtime.identity import InstanceIdentity
 from kstream.runtime.kafka_errors import ErrorClass, classify
 from kstream.runtime.lifecycle import EngineLifecycle, EngineState
+from kstream.runtime.membership import LeaveGroupError, leave_group
 from kstream.runtime.meters import EngineMeters
 from kstream.runtime.ordering import InputOrderer
 from kstream.runtime.outage import OutageWaiter, StopRequested
@@ -91,6 +92,7 @@ class Engine:
         self._handlers: dict[str, dict[int, Callable[[TaskMessage], None]]] = {}
         self._assignment: list[TopicPartition] = []
         self._stop = False
+        self._leave_group: bool = config.leave_group_on_shutdown
         self.life = EngineLifecycle()
         self._fencings: list[float] = []
         self._recoveries_since_commit = 0
@@ -108,9 +110,15 @@ class Engine:
         self.collector: KafkaRecordCollector | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
-    def request_stop(self) -> None:
-        """Finish the current batch, commit, leave the group. Safe from a signal handler and
-        from other threads; the watchdog holds the instance to `shutdown_timeout_ms`."""
+    def request_stop(self, leave_group: bool | None = None) -> None:
+        """Finish the current batch, commit, close the consumer. Safe from a signal handler and
+        from other threads; the watchdog holds the instance to `shutdown_timeout_ms`.
+
+        A static member keeps its membership (a restart gets its partitions back without a
+        rebalance) unless `leave_group` (default: `leave_group_on_shutdown`) says it leaves
+        for good; a dynamic member always leaves."""
+        if leave_group is not None:
+            self._leave_group = leave_group
         self._stop = True
         self.watchdog.stop_requested()
 
@@ -179,7 +187,10 @@ class Engine:
                     if not commit or self.committer.dirty:
                         self._abort_quietly()
                 finally:
+                    member_id = self._member_id()
                     self._close_consumer(self.consumer)
+                    if self._leave_group and self._static_id is not None and member_id:
+                        self._leave_static_group(member_id)
             if self.committer is not None:
                 try:
                     self.committer.close()
@@ -324,6 +335,15 @@ class Engine:
         if err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
             self._check_topic_gone(msg.topic() or "", err)
             return
+        if err.code() in (KafkaError._FATAL, KafkaError.FENCED_INSTANCE_ID):
+            # librdkafka's only fatal consumer error: another consumer joined with our
+            # group.instance.id, and this consumer is dead. Rejoining would fence it in turn.
+            assert self.identity is not None
+            raise FatalError(
+                f"consumer: {err.str()}. Another process joined group "
+                f"{self.config.application_id} as {self._static_id}, this instance's identity "
+                f"(from {self.identity.directory / 'kstream.id'}): two instances share one "
+                "state directory's identity (a copied state dir?). Give each its own state_dir")
         kind = classify(err)
         if kind is ErrorClass.FATAL:
             raise FatalError(f"consumer: {err}")
@@ -633,12 +653,17 @@ class Engine:
         client = {k: v for k, v in self.config.consumer_config.items()
                   if k.startswith(("security.", "sasl.", "ssl.", "client."))}
         self.watchdog.beat("restore")
+        # A store with no checkpoint replays its whole changelog: what standbys and static
+        # membership exist to avoid, so it is counted (the rolling-restart test reads it).
+        from_scratch = sum(1 for s in stores if s.logging and s.backend.committed_offset is None)
         report = restore_stores(self.config.bootstrap_servers, stores,
                                 self.config.restore_timeout_ms / 1000, client,
                                 should_stop=lambda: self._stop,
                                 on_progress=self.meters.restore_progress)
         self.meters.restore_finished()
         self.stats.restored += report.records
+        log.info("event=restored stores=%d from_scratch=%d records=%d seconds=%.2f",
+                 len(report.stores), from_scratch, report.records, report.seconds)
 
     def new_task(self, sub_index: int, partition: int) -> Task:
         assert self.collector is not None and self.identity is not None
@@ -682,6 +707,38 @@ class Engine:
                 continue
 
     # -- clients -------------------------------------------------------------------------------
+    @property
+    def _static_id(self) -> str | None:
+        """This instance's group.instance.id, None without static membership."""
+        if not self.config.static_membership or self.identity is None:
+            return None
+        return self.identity.group_instance_id(self.config.application_id)
+
+    def _member_id(self) -> str | None:
+        try:
+            return self.consumer.memberid() if self.consumer is not None else None
+        except (KafkaException, RuntimeError):
+            return None
+
+    def _leave_static_group(self, member_id: str) -> None:
+        """Scale-in: remove this static member now instead of after session_timeout_ms."""
+        cfg = self.config
+        assert self._static_id is not None
+        protocol = str(cfg.consumer_config.get("security.protocol", "plaintext")).lower()
+        if protocol != "plaintext":
+            log.warning("event=leave_group_skipped reason=security.protocol=%s detail=the "
+                        "group keeps this member until session_timeout_ms", protocol)
+            return
+        self.watchdog.beat("leave group")
+        try:
+            result = leave_group(cfg.bootstrap_servers, cfg.application_id, member_id,
+                                 self._static_id, timeout_s=min(10.0, cfg.session_timeout_ms
+                                                                / 1000))
+            log.info("event=left_group instance=%s removed=%s", self._static_id,
+                     result.removed)
+        except LeaveGroupError as exc:
+            log.warning("event=leave_group_failed error=%s", exc)
+
     def _close_consumer(self, consumer: Consumer) -> None:
         self.watchdog.beat("close consumer")
         try:
@@ -722,7 +779,7 @@ class Engine:
 
     def _consumer_config(self) -> dict[str, Any]:
         return consumer_config(self.config, self._on_consumer_stats, self._on_client_error,
-                               partition_eof=self._ordered)
+                               partition_eof=self._ordered, group_instance_id=self._static_id)
 
     def _consumer_call(self, name: str, partitions: list[TopicPartition]) -> None:
         """pause/resume for the orderer's back-pressure; a failure only costs memory or a
