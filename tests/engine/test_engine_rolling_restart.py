@@ -92,8 +92,8 @@ def test_rolling_restart_is_no_rebalance_and_no_restore_from_scratch(
             if not static:  # wait for the split again: a restart moves partitions twice
                 sets = wait_until(lambda: split(procs, inp), 120, "the split after a restart")
             since = committed(kafka, app_id, inp)
-            wait_until(lambda n=n, since=since: progressed(kafka, app_id, inp, sets[n], since,
-                                                           procs), 60,
+            wait_until(lambda parts=sets[n], since=since: progressed(kafka, app_id, inp, parts,
+                                                                     since, procs), 60,
                        f"instance {n}'s partitions to progress after its restart")
             others_rebalanced.append(sum(rebalance_events(p.log_path) for p in others)
                                      - sum(events_before))
