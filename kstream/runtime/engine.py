@@ -50,6 +50,7 @@ from kstream.runtime.membership import LeaveGroupError, leave_group
 from kstream.runtime.meters import EngineMeters
 from kstream.runtime.ordering import InputOrderer
 from kstream.runtime.outage import OutageWaiter, StopRequested
+from kstream.runtime.standby import StandbyReplicas
 from kstream.runtime.stats import EngineStats
 from kstream.runtime.task import Message as TaskMessage
 from kstream.runtime.task import Task, build_task
@@ -108,6 +109,8 @@ class Engine:
         self.producer: Producer | None = None
         self.committer: Committer | None = None
         self.collector: KafkaRecordCollector | None = None
+        self.standbys: StandbyReplicas | None = None
+        self._next_standby_lag = 0.0
 
     # -- lifecycle -----------------------------------------------------------------------------
     def request_stop(self, leave_group: bool | None = None) -> None:
@@ -161,6 +164,11 @@ class Engine:
                                         self.collector, self.stats,
                                         cfg.transaction_timeout_ms / 1000 * 3)
         self._start_producer()
+        if cfg.num_standby_replicas > 0:
+            self.standbys = StandbyReplicas(
+                cfg.application_id, self.topology, self.subtopologies, self.identity.directory,
+                cfg.bootstrap_servers, self._restore_client_config(), cfg.num_standby_replicas,
+                self.clients, lambda: self.queries.partition_counts)
         self.consumer.subscribe(self.topology.source_topics, on_assign=self._on_assign,
                                 on_revoke=self._on_revoke, on_lost=self._on_lost)
         self._next_commit = time.monotonic() + cfg.effective_commit_interval_ms / 1000
@@ -201,6 +209,8 @@ class Engine:
                 self._retire(task)
             self.tasks.clear()
             self.queries.stopped()
+            if self.standbys is not None:
+                self.standbys.close()
             if self.identity is not None:
                 self.identity.release()
             if self.life.state is not EngineState.STOPPED:
@@ -241,6 +251,8 @@ class Engine:
             producer.poll(0)
         except KafkaException as exc:
             raise kafka_failure(exc, "poll") from exc
+        if self.standbys is not None:
+            self._keep_standbys(self.standbys)
         due = [task for task in self.tasks.values() if task.wall_clock_due()]
         if due:
             self.committer.before_batch([])  # punctuators may write: inside the transaction
@@ -629,6 +641,11 @@ class Engine:
         numbers: dict[int, set[int]] = defaultdict(set)
         for tp in self._assignment:
             numbers[self._sub_of_topic[tp.topic].index].add(tp.partition)
+        if self.standbys is not None:
+            # A store directory is open as a standby or as a task, never both: the task's
+            # restore then continues from the standby's checkpoint (only the lag).
+            self.standbys.release((sub, p) for sub, parts in numbers.items() for p in parts)
+            self.standbys.refresh_soon()
         for sub in self.subtopologies:
             for partition in sorted(numbers.get(sub.index, ())):
                 self.tasks[(sub.index, partition)] = self.new_task(sub.index, partition)
@@ -645,13 +662,26 @@ class Engine:
         self._orderer.assign(by_task.values() if self._ordered else [])
         self.queries.publish(self.tasks)
 
+    def _keep_standbys(self, standbys: StandbyReplicas) -> None:
+        """Between batches: a bounded slice of standby work, and the placement check."""
+        self.watchdog.beat("standbys")
+        standbys.poll()
+        standbys.maybe_refresh(self._static_id or self._member_id(), set(self.tasks))
+        now = time.monotonic()
+        if now >= self._next_standby_lag:
+            self._next_standby_lag = now + 1.0
+            self.meters.standby_lag = standbys.lag()
+
+    def _restore_client_config(self) -> dict[str, Any]:
+        return {k: v for k, v in self.config.consumer_config.items()
+                if k.startswith(("security.", "sasl.", "ssl.", "client."))}
+
     def _restore(self, tasks: list[Task]) -> None:
         """Bring the tasks' stores to the end of their changelogs before any processing."""
         stores = [store for task in tasks for store in task.stores.values()]
         if not stores:
             return
-        client = {k: v for k, v in self.config.consumer_config.items()
-                  if k.startswith(("security.", "sasl.", "ssl.", "client."))}
+        client = self._restore_client_config()
         self.watchdog.beat("restore")
         # A store with no checkpoint replays its whole changelog: what standbys and static
         # membership exist to avoid, so it is counted (the rolling-restart test reads it).
