@@ -219,7 +219,8 @@ class StandbyReplicas:
             return
         if self._consumer is None:
             self._consumer = self._clients.consumer({
-                **_config(self._bootstrap, self._client_config), "enable.partition.eof": False})
+                **_config(self._bootstrap, self._client_config), "enable.partition.eof": False,
+                "fetch.wait.max.ms": 500})  # a standby waits at the end: no busy fetching
         positions = []
         for key, target in self._targets.items():
             offset = target.store.backend.committed_offset
