@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -22,6 +23,12 @@ def record(i: int) -> tuple[bytes, bytes]:
                                           "amount": i % 97})
 
 
+def by_account(i: int) -> tuple[bytes, bytes]:
+    """The same records keyed by account (no repartition needed to count them)."""
+    key, value = record(i)
+    return f"a{i % ACCOUNTS}".encode(), value
+
+
 def truth(count: int) -> dict[str, tuple[int, int]]:
     totals: dict[str, list[int]] = {}
     for i in range(count):
@@ -35,15 +42,17 @@ class Load:
     """Produces records 0, 1, 2, … to `topic` in chunks of `chunk` every `period_s` until
     stopped; `produced` is exact once `stop()` returned."""
 
-    def __init__(self, kafka: KafkaCluster, topic: str, chunk: int, period_s: float) -> None:
+    def __init__(self, kafka: KafkaCluster, topic: str, chunk: int, period_s: float,
+                 make: Callable[[int], tuple[bytes, bytes]] = record) -> None:
         self.kafka, self.topic, self.chunk, self.period_s = kafka, topic, chunk, period_s
+        self.make = make
         self.produced = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def start(self, first: int = 0) -> Load:
         if first:
-            self.kafka.produce(self.topic, (record(i) for i in range(first)))
+            self.kafka.produce(self.topic, (self.make(i) for i in range(first)))
             self.produced = first
         self._thread.start()
         return self
@@ -51,7 +60,7 @@ class Load:
     def _run(self) -> None:
         while not self._stop.wait(self.period_s):  # pacing, not synchronisation
             start = self.produced
-            self.kafka.produce(self.topic, (record(i) for i in range(start, start + self.chunk)))
+            self.kafka.produce(self.topic, (self.make(i) for i in range(start, start + self.chunk)))
             self.produced = start + self.chunk
 
     def stop(self) -> int:
