@@ -52,7 +52,7 @@ def raw_worker(servers: str, group: str, inp: str, out: str, session_ms: int) ->
     """The baseline: a bare consume -> produce loop (no state, no transactions)."""
     consumer = Consumer({"bootstrap.servers": servers, "group.id": group,
                          "session.timeout.ms": session_ms,
-                         "heartbeat.interval.ms": max(500, min(3000, session_ms // 5)),
+                         "heartbeat.interval.ms": max(300, min(1000, session_ms // 10)),
                          "auto.offset.reset": "earliest", "partition.assignment.strategy":
                          "range", "isolation.level": "read_committed"})
     producer = Producer({"bootstrap.servers": servers, "linger.ms": 5,
