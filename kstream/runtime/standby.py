@@ -45,6 +45,7 @@ log = logging.getLogger("kstream.standby")
 
 TaskId = tuple[int, int]  # (sub-topology index, partition)
 REFRESH_S = 2.0
+UNSTABLE_RETRY_S = 0.5
 DESCRIBE_TIMEOUT_S = 5.0
 APPLY_RECORDS = 5000  # per engine loop iteration: processing is never starved
 
@@ -165,7 +166,7 @@ class StandbyReplicas:
             log.debug("describe group failed: %s", exc)
             return
         if description.state != ConsumerGroupState.STABLE:
-            self._next_refresh = 0.0 if now < self._next_refresh else self._next_refresh
+            self._next_refresh = now + UNSTABLE_RETRY_S  # ask again soon, not every loop
             return
         members = [Member(m.group_instance_id or m.member_id,
                           frozenset((tp.topic, tp.partition)
