@@ -348,14 +348,14 @@ class Engine:
             self._check_topic_gone(msg.topic() or "", err)
             return
         if err.code() in (KafkaError._FATAL, KafkaError.FENCED_INSTANCE_ID):
-            # librdkafka's only fatal consumer error: another consumer joined with our
-            # group.instance.id, and this consumer is dead. Rejoining would fence it in turn.
-            assert self.identity is not None
-            raise FatalError(
-                f"consumer: {err.str()}. Another process joined group "
-                f"{self.config.application_id} as {self._static_id}, this instance's identity "
-                f"(from {self.identity.directory / 'kstream.id'}): two instances share one "
-                "state directory's identity (a copied state dir?). Give each its own state_dir")
+            # librdkafka's only fatal consumer error: a member with our group.instance.id
+            # fenced this consumer, which is dead now. Usually our own rejoin after a broker
+            # restart (a new member id for the same instance id, seen in
+            # tests/engine/test_engine_broker_restart.py), so: new clients, rejoin. A second
+            # process with a copied identity fences us back and forth; the fencing budget
+            # (FENCINGS_PER_MINUTE) turns that into a FatalError naming the identity file.
+            raise ProducerFencedError(f"consumer fenced as static member {self._static_id}: "
+                                      f"{err.str()}")
         kind = classify(err)
         if kind is ErrorClass.FATAL:
             raise FatalError(f"consumer: {err}")
@@ -476,8 +476,13 @@ class Engine:
         now = time.monotonic()
         self._fencings = [t for t in self._fencings if now - t < 60] + [now]
         if len(self._fencings) > FENCINGS_PER_MINUTE:
-            raise FatalError(f"fenced {len(self._fencings)} times in a minute: another "
-                             "instance keeps using this instance's transactional.id") from exc
+            assert self.identity is not None
+            raise FatalError(
+                f"fenced {len(self._fencings)} times in a minute: another instance keeps using "
+                "this instance's transactional.id / group.instance.id, from "
+                f"{self.identity.directory / 'kstream.id'}: two instances share one state "
+                "directory's identity (a copied state dir?). Give each its own state_dir; "
+                f"last: {exc}") from exc
         self.life.to(EngineState.RECOVERING)
         log.warning("event=fenced error=%s action=rejoin", exc)
         assert self.consumer is not None and self.committer is not None

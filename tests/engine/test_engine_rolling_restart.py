@@ -152,6 +152,10 @@ def test_leave_group_on_shutdown_hands_partitions_over_at_once(
 def test_two_processes_with_one_identity_stop_with_a_clear_error(
         kafka: KafkaCluster, topic_factory, tmp_path: Path,  # type: ignore[no-untyped-def]
         app_processes: list[AppProcess]) -> None:
+    """A copied state directory: both processes claim one group.instance.id (and one
+    transactional.id) and fence each other; a fenced instance rejoins (after a broker restart
+    the fencer is its own new member id), but more than FENCINGS_PER_MINUTE fencings stop it
+    with an error naming the identity file, so the two never both stay members."""
     inp = topic_factory(partitions=2, prefix="twin-in")
     out = topic_factory(partitions=2, prefix="twin-out")
     app_id = kafka.unique_name("twin")
@@ -165,10 +169,12 @@ def test_two_processes_with_one_identity_stop_with_a_clear_error(
     twin = AppProcess("stateful_app", stateful_env(kafka, app_id, inp, out, tmp_path / "b"),
                       tmp_path / "b.log").start()
     app_processes.append(twin)
-    wait_until(lambda: not first.alive(), 60, "the fenced (older) instance to stop")
-    assert first.proc is not None and first.proc.returncode != 0
-    text = first.log_path.read_text()
-    assert "two instances share one state directory's identity" in text, first.log_tail()
-    assert str(ident) in text
-    assert twin.alive()
-    assert twin.terminate(60) == 0
+    stopped = wait_until(lambda: [p for p in (first, twin) if not p.alive()], 120,
+                         "one of the two to stop")
+    for proc in stopped:
+        assert proc.proc is not None and proc.proc.returncode != 0
+        text = proc.log_path.read_text()
+        assert "two instances share one state directory's identity" in text, proc.log_tail()
+        assert "kstream.id" in text
+    print(f"{len(stopped)} of the 2 stopped; fencings logged: "
+          f"{sum(p.log_path.read_text().count('event=fenced') for p in (first, twin))}")
