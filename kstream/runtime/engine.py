@@ -689,14 +689,18 @@ class Engine:
         client = self._restore_client_config()
         self.watchdog.beat("restore")
         # A store with no checkpoint replays its whole changelog: what standbys and static
-        # membership exist to avoid, so it is counted (the rolling-restart test reads it).
-        from_scratch = sum(1 for s in stores if s.logging and s.backend.committed_offset is None)
+        # membership exist to avoid, so it is counted (the rolling-restart test reads it);
+        # one whose changelog is still empty has nothing to replay and does not count.
+        fresh = {(s.name, s.partition) for s in stores
+                 if s.logging and s.backend.committed_offset is None}
         report = restore_stores(self.config.bootstrap_servers, stores,
                                 self.config.restore_timeout_ms / 1000, client,
                                 should_stop=lambda: self._stop,
                                 on_progress=self.meters.restore_progress)
         self.meters.restore_finished()
         self.stats.restored += report.records
+        from_scratch = sum(1 for r in report.stores
+                           if (r.store, r.partition) in fresh and r.end_offset > r.start_offset)
         log.info("event=restored stores=%d from_scratch=%d records=%d seconds=%.2f",
                  len(report.stores), from_scratch, report.records, report.seconds)
 
