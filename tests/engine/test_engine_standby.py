@@ -4,7 +4,9 @@ so when one is SIGKILLed the survivor restores only the lag, and the output stay
 from __future__ import annotations
 
 import re
+import socket
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,8 @@ from kstream.runtime.standby import Member, place_standbys, range_owner
 from kstream.testing import KafkaCluster, wait_until
 
 STANDBYS = re.compile(r"event=standbys tasks=(\S+)")
+LAG = re.compile(r"^kstream_standby_lag_records\{([^}]*)\} (\S+)$", re.MULTILINE)
+LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 
 def test_range_owner_matches_librdkafka_range_order() -> None:
@@ -43,6 +47,26 @@ def test_first_standby_sits_where_the_task_goes_when_its_owner_dies() -> None:
     assert place_standbys(members, {1: ["rep"]}, counts, 5) == two  # capped by members
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def standby_lags(port: int) -> dict[tuple[str, int], int]:
+    """kstream_standby_lag_records by (store, partition) from an instance's /metrics."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return {}
+    found = {}
+    for labels, value in LAG.findall(text):
+        named = dict(LABEL.findall(labels))
+        found[(named["store"], int(named["partition"]))] = int(float(value))
+    return found
+
+
 def standby_tasks(path: Path) -> set[str]:
     found = STANDBYS.findall(path.read_text(errors="replace"))
     return set() if not found or found[-1] == "-" else set(found[-1].split(","))
@@ -56,8 +80,10 @@ def test_failover_onto_a_standby_restores_only_the_lag(
     out = topic_factory(partitions=4, prefix="sb-out")
     app_id = kafka.unique_name("standby")
     load = Load(kafka, inp, chunk=200, period_s=0.1).start(first=20_000)
+    ports = [free_port() for _ in range(2)]
     envs = [stateful_env(kafka, app_id, inp, out, tmp_path / f"s{n}",
-                         KSTREAM_NUM_STANDBY_REPLICAS="1") for n in range(2)]
+                         KSTREAM_NUM_STANDBY_REPLICAS="1", KSTREAM_METRICS_PORT=str(ports[n]))
+            for n in range(2)]
     procs = [AppProcess("stateful_app", env, tmp_path / f"i{n}.log").start()
              for n, env in enumerate(envs)]
     app_processes.extend(procs)
@@ -70,6 +96,12 @@ def test_failover_onto_a_standby_restores_only_the_lag(
         since = committed(kafka, app_id, inp)
         wait_until(lambda: all(committed(kafka, app_id, inp)[p] > since[p] + 500
                                for p in range(4)), 120, "processing with standbys")
+        # The lag metric: one series per standby store partition, following closely.
+        for n in range(2):
+            lags = wait_until(lambda n=n: (got := standby_lags(ports[n])) and all(
+                v <= 2000 for v in got.values()) and got, 60, f"instance {n}'s standby lags")
+            assert set(lags) == {("totals", p) for p in sets[1 - n]}, lags
+            print(f"instance {n}: standby lag {lags}")
         victim, survivor = procs
         killed = time.monotonic()
         victim.kill()
