@@ -129,17 +129,23 @@ class App:
             return
         deadline = time.monotonic() + timeout_s
         while engine.life.state is not EngineState.STOPPED:
-            engine.request_stop()
+            engine.request_stop(leave_group=True)  # the savepoint waits for an empty group
             if time.monotonic() > deadline:
                 raise SavepointError(f"{self.config.application_id} did not stop within "
                                      f"{timeout_s:.0f}s (state {engine.life.state.value})")
             time.sleep(0.05)
 
-    def stop(self) -> None:
-        """Ask a running `run()` to stop, as SIGTERM does (finish the batch, commit, leave the
-        group); returns at once. Safe from another thread; does nothing before `run()`."""
+    def stop(self, leave_group: bool | None = None) -> None:
+        """`app.stop(leave_group=None) -> None`: ask a running `run()` to stop, as SIGTERM does
+        (finish the batch, commit, close the consumer); returns at once. Safe from another
+        thread; does nothing before `run()`.
+
+        With static membership the group keeps this instance's partitions for
+        `session_timeout_ms` so a restart gets them back without a rebalance;
+        `leave_group=True` removes it from the group at once (scaling in), `False` keeps it,
+        None follows `leave_group_on_shutdown`."""
         if self._engine is not None:
-            self._engine.request_stop()
+            self._engine.request_stop(leave_group)
 
     @property
     def stats(self) -> dict[str, int]:

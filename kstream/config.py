@@ -33,7 +33,8 @@ _RESERVED_PRODUCER = {"transactional.id", "enable.idempotence", "bootstrap.serve
 _INT_FIELDS = ("commit_interval_ms", "batch_size", "poll_timeout_ms", "transaction_timeout_ms",
                "session_timeout_ms", "topic_partitions", "shutdown_timeout_ms",
                "restore_timeout_ms", "watchdog_timeout_ms", "startup_timeout_ms", "metrics_port",
-               "query_port", "max_task_idle_ms", "buffered_records_per_partition")
+               "query_port", "max_task_idle_ms", "buffered_records_per_partition",
+               "num_standby_replicas")
 _APP_ID = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
 
 
@@ -86,6 +87,16 @@ class AppConfig:
     # raw bytes for topics you name, JSON for internal topics and stores (docs/serdes.md).
     default_key_serde: Any = None
     default_value_serde: Any = None
+    # The state dir's identity becomes the consumer's group.instance.id (KIP-345 static
+    # membership): a restart within session_timeout_ms gets its partitions back with no
+    # rebalance, and keeps using its local stores (kstream.runtime.membership).
+    static_membership: bool = True
+    # With static membership, whether a clean stop (SIGTERM, App.stop()) also removes the
+    # instance from the group at once (an instance scaled in for good). Off: the group keeps
+    # its partitions for session_timeout_ms, waiting for it to come back.
+    leave_group_on_shutdown: bool = False
+    # Warm copies of other instances' stores kept here (kstream.runtime.standby).
+    num_standby_replicas: int = 0
     consumer_config: dict[str, Any] = field(default_factory=dict)
     producer_config: dict[str, Any] = field(default_factory=dict)
 
@@ -114,6 +125,8 @@ class AppConfig:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
         if self.max_task_idle_ms < -1:
             raise ConfigError("max_task_idle_ms must be >= -1 (-1: never wait)")
+        if self.num_standby_replicas < 0:
+            raise ConfigError("num_standby_replicas must be >= 0")
         if self.buffered_records_per_partition < 2:
             raise ConfigError("buffered_records_per_partition must be at least 2")
         if self.commit_interval_ms is not None and self.commit_interval_ms < 0:

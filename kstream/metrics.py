@@ -171,6 +171,12 @@ class EngineCollector(Collector):
             done.add_metric(key, progress.records)
         yield remaining
         yield done
+        standby = GaugeMetricFamily("kstream_standby_lag_records",
+                                    "Changelog records a standby replica kept here is behind "
+                                    "(num_standby_replicas)", labels=labels)
+        for (store, partition), lag in sorted(dict(meters.standby_lag).items()):
+            standby.add_metric([app, store, str(partition)], lag)
+        yield standby
 
     def _dropped(self, meters: EngineMeters, values: dict[str, int]) -> Metric:
         family = CounterMetricFamily(

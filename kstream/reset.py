@@ -136,7 +136,9 @@ def plan_reset(topology: Topology, config: AppConfig, to_datetime: str | None = 
         members = ", ".join(f"{i.client_id} ({i.host})" for i in group.instances)
         raise ResetRefused(f"consumer group {app_id} has {len(group.instances)} live "
                            f"member(s): {members}. Stop every instance of the application "
-                           "first (a SIGKILLed one leaves the group after session_timeout_ms).")
+                           "first (a SIGKILLed one, or a static member stopped without "
+                           "leave_group_on_shutdown, leaves the group after "
+                           "session_timeout_ms).")
     state_dir = Path(config.state_dir) / app_id
     _check_not_locked(state_dir)
     plan = ResetPlan(app_id, config.bootstrap_servers,

@@ -47,9 +47,11 @@ from kstream.runtime.global_state import GlobalStateMaintainer, global_consumer_
 from kstream.runtime.identity import InstanceIdentity
 from kstream.runtime.kafka_errors import ErrorClass, classify
 from kstream.runtime.lifecycle import EngineLifecycle, EngineState
+from kstream.runtime.membership import LeaveGroupError, leave_group
 from kstream.runtime.meters import EngineMeters
 from kstream.runtime.ordering import InputOrderer
 from kstream.runtime.outage import OutageWaiter, StopRequested
+from kstream.runtime.standby import StandbyReplicas
 from kstream.runtime.stats import EngineStats
 from kstream.runtime.task import Message as TaskMessage
 from kstream.runtime.task import Task, build_task
@@ -93,6 +95,7 @@ class Engine:
         self._handlers: dict[str, dict[int, Callable[[TaskMessage], None]]] = {}
         self._assignment: list[TopicPartition] = []
         self._stop = False
+        self._leave_group: bool = config.leave_group_on_shutdown
         self.life = EngineLifecycle()
         self._fencings: list[float] = []
         self._recoveries_since_commit = 0
@@ -109,11 +112,19 @@ class Engine:
         self.committer: Committer | None = None
         self.collector: KafkaRecordCollector | None = None
         self.globals: GlobalStateMaintainer | None = None  # global stores (global tables)
+        self.standbys: StandbyReplicas | None = None
+        self._next_standby_lag = 0.0
 
     # -- lifecycle -----------------------------------------------------------------------------
-    def request_stop(self) -> None:
-        """Finish the current batch, commit, leave the group. Safe from a signal handler and
-        from other threads; the watchdog holds the instance to `shutdown_timeout_ms`."""
+    def request_stop(self, leave_group: bool | None = None) -> None:
+        """Finish the current batch, commit, close the consumer. Safe from a signal handler and
+        from other threads; the watchdog holds the instance to `shutdown_timeout_ms`.
+
+        A static member keeps its membership (a restart gets its partitions back without a
+        rebalance) unless `leave_group` (default: `leave_group_on_shutdown`) says it leaves
+        for good; a dynamic member always leaves."""
+        if leave_group is not None:
+            self._leave_group = leave_group
         self._stop = True
         self.watchdog.stop_requested()
 
@@ -158,6 +169,11 @@ class Engine:
                                         self.collector, self.stats,
                                         cfg.transaction_timeout_ms / 1000 * 3)
         self._start_producer()
+        if cfg.num_standby_replicas > 0:
+            self.standbys = StandbyReplicas(
+                cfg.application_id, self.topology, self.subtopologies, self.identity.directory,
+                cfg.bootstrap_servers, self._restore_client_config(), cfg.num_standby_replicas,
+                self.clients, lambda: self.queries.partition_counts)
         self.consumer.subscribe(self.topology.source_topics, on_assign=self._on_assign,
                                 on_revoke=self._on_revoke, on_lost=self._on_lost)
         self._next_commit = time.monotonic() + cfg.effective_commit_interval_ms / 1000
@@ -213,7 +229,10 @@ class Engine:
                     if not commit or self.committer.dirty:
                         self._abort_quietly()
                 finally:
+                    member_id = self._member_id()
                     self._close_consumer(self.consumer)
+                    if self._leave_group and self._static_id is not None and member_id:
+                        self._leave_static_group(member_id)
             if self.committer is not None:
                 try:
                     self.committer.close()
@@ -226,6 +245,8 @@ class Engine:
             if self.globals is not None:
                 self.globals.close()
             self.queries.stopped()
+            if self.standbys is not None:
+                self.standbys.close()
             if self.identity is not None:
                 self.identity.release()
             if self.life.state is not EngineState.STOPPED:
@@ -268,6 +289,8 @@ class Engine:
             producer.poll(0)
         except KafkaException as exc:
             raise kafka_failure(exc, "poll") from exc
+        if self.standbys is not None:
+            self._keep_standbys(self.standbys)
         due = [task for task in self.tasks.values() if task.wall_clock_due()]
         if due:
             self.committer.before_batch([])  # punctuators may write: inside the transaction
@@ -362,6 +385,15 @@ class Engine:
         if err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
             self._check_topic_gone(msg.topic() or "", err)
             return
+        if err.code() in (KafkaError._FATAL, KafkaError.FENCED_INSTANCE_ID):
+            # librdkafka's only fatal consumer error: a member with our group.instance.id
+            # fenced this consumer, which is dead now. Usually our own rejoin after a broker
+            # restart (a new member id for the same instance id, seen in
+            # tests/engine/test_engine_broker_restart.py), so: new clients, rejoin. A second
+            # process with a copied identity fences us back and forth; the fencing budget
+            # (FENCINGS_PER_MINUTE) turns that into a FatalError naming the identity file.
+            raise ProducerFencedError(f"consumer fenced as static member {self._static_id}: "
+                                      f"{err.str()}")
         kind = classify(err)
         if kind is ErrorClass.FATAL:
             raise FatalError(f"consumer: {err}")
@@ -482,8 +514,13 @@ class Engine:
         now = time.monotonic()
         self._fencings = [t for t in self._fencings if now - t < 60] + [now]
         if len(self._fencings) > FENCINGS_PER_MINUTE:
-            raise FatalError(f"fenced {len(self._fencings)} times in a minute: another "
-                             "instance keeps using this instance's transactional.id") from exc
+            assert self.identity is not None
+            raise FatalError(
+                f"fenced {len(self._fencings)} times in a minute: another instance keeps using "
+                "this instance's transactional.id / group.instance.id, from "
+                f"{self.identity.directory / 'kstream.id'}: two instances share one state "
+                "directory's identity (a copied state dir?). Give each its own state_dir; "
+                f"last: {exc}") from exc
         self.life.to(EngineState.RECOVERING)
         log.warning("event=fenced error=%s action=rejoin", exc)
         assert self.consumer is not None and self.committer is not None
@@ -647,6 +684,11 @@ class Engine:
         numbers: dict[int, set[int]] = defaultdict(set)
         for tp in self._assignment:
             numbers[self._sub_of_topic[tp.topic].index].add(tp.partition)
+        if self.standbys is not None:
+            # A store directory is open as a standby or as a task, never both: the task's
+            # restore then continues from the standby's checkpoint (only the lag).
+            self.standbys.release((sub, p) for sub, parts in numbers.items() for p in parts)
+            self.standbys.refresh_soon()
         for sub in self.subtopologies:
             for partition in sorted(numbers.get(sub.index, ())):
                 self.tasks[(sub.index, partition)] = self.new_task(sub.index, partition)
@@ -663,6 +705,16 @@ class Engine:
         self._orderer.assign(by_task.values() if self._ordered else [])
         self.queries.publish(self.tasks)
 
+    def _keep_standbys(self, standbys: StandbyReplicas) -> None:
+        """Between batches: a bounded slice of standby work, and the placement check."""
+        self.watchdog.beat("standbys")
+        standbys.poll()
+        standbys.maybe_refresh(self._static_id or self._member_id(), set(self.tasks))
+        now = time.monotonic()
+        if now >= self._next_standby_lag:
+            self._next_standby_lag = now + 1.0
+            self.meters.standby_lag = standbys.lag()
+
     def _restore(self, tasks: list[Task]) -> None:
         """Bring the tasks' stores to the end of their changelogs before any processing."""
         stores = [store for task in tasks for store in task.stores.values()]
@@ -670,12 +722,21 @@ class Engine:
             return
         client = self._restore_client_config()
         self.watchdog.beat("restore")
+        # A store with no checkpoint replays its whole changelog: what standbys and static
+        # membership exist to avoid, so it is counted (the rolling-restart test reads it);
+        # one whose changelog is still empty has nothing to replay and does not count.
+        fresh = {(s.name, s.partition) for s in stores
+                 if s.logging and s.backend.committed_offset is None}
         report = restore_stores(self.config.bootstrap_servers, stores,
                                 self.config.restore_timeout_ms / 1000, client,
                                 should_stop=lambda: self._stop,
                                 on_progress=self.meters.restore_progress)
         self.meters.restore_finished()
         self.stats.restored += report.records
+        from_scratch = sum(1 for r in report.stores
+                           if (r.store, r.partition) in fresh and r.end_offset > r.start_offset)
+        log.info("event=restored stores=%d from_scratch=%d records=%d seconds=%.2f",
+                 len(report.stores), from_scratch, report.records, report.seconds)
 
     def new_task(self, sub_index: int, partition: int) -> Task:
         assert self.collector is not None and self.identity is not None
@@ -720,6 +781,38 @@ class Engine:
                 continue
 
     # -- clients -------------------------------------------------------------------------------
+    @property
+    def _static_id(self) -> str | None:
+        """This instance's group.instance.id, None without static membership."""
+        if not self.config.static_membership or self.identity is None:
+            return None
+        return self.identity.group_instance_id(self.config.application_id)
+
+    def _member_id(self) -> str | None:
+        try:
+            return self.consumer.memberid() if self.consumer is not None else None
+        except (KafkaException, RuntimeError):
+            return None
+
+    def _leave_static_group(self, member_id: str) -> None:
+        """Scale-in: remove this static member now instead of after session_timeout_ms."""
+        cfg = self.config
+        assert self._static_id is not None
+        protocol = str(cfg.consumer_config.get("security.protocol", "plaintext")).lower()
+        if protocol != "plaintext":
+            log.warning("event=leave_group_skipped reason=security.protocol=%s detail=the "
+                        "group keeps this member until session_timeout_ms", protocol)
+            return
+        self.watchdog.beat("leave group")
+        try:
+            result = leave_group(cfg.bootstrap_servers, cfg.application_id, member_id,
+                                 self._static_id, timeout_s=min(10.0, cfg.session_timeout_ms
+                                                                / 1000))
+            log.info("event=left_group instance=%s removed=%s", self._static_id,
+                     result.removed)
+        except LeaveGroupError as exc:
+            log.warning("event=leave_group_failed error=%s", exc)
+
     def _close_consumer(self, consumer: Consumer) -> None:
         self.watchdog.beat("close consumer")
         try:
@@ -760,7 +853,7 @@ class Engine:
 
     def _consumer_config(self) -> dict[str, Any]:
         return consumer_config(self.config, self._on_consumer_stats, self._on_client_error,
-                               partition_eof=self._ordered)
+                               partition_eof=self._ordered, group_instance_id=self._static_id)
 
     def _consumer_call(self, name: str, partitions: list[TopicPartition]) -> None:
         """pause/resume for the orderer's back-pressure; a failure only costs memory or a

@@ -45,6 +45,12 @@ class InstanceIdentity:
     def transactional_id(self, application_id: str) -> str:
         return f"{application_id}-{self.instance_id}"
 
+    def group_instance_id(self, application_id: str) -> str:
+        """The consumer's `group.instance.id` under static membership: as stable as the
+        transactional.id, and as exclusive (the lock), so the coordinator never sees two live
+        members claim it unless a state directory was copied (then it fences the older)."""
+        return f"{application_id}-{self.instance_id}"
+
     def release(self) -> None:
         if self._lock_file is not None:
             fcntl.flock(self._lock_file, fcntl.LOCK_UN)

@@ -84,6 +84,9 @@ class EngineMeters:
     bad_records: dict[str, int] = field(default_factory=dict)  # by RecordError stage
     restores: dict[tuple[str, int], RestoreProgress] = field(default_factory=dict)
     restoring: bool = False
+    # (store, partition) -> changelog records a standby replica here is behind (refreshed
+    # every second by the engine; kstream.runtime.standby).
+    standby_lag: dict[tuple[str, int], int] = field(default_factory=dict)
     # The run of one partition being processed: (topic, partition), first index, records_out
     # when it began.
     _run: tuple[str, int] | None = None

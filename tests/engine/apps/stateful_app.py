@@ -39,7 +39,7 @@ app = App(
     processing_guarantee=os.environ["STATEFUL_APP_GUARANTEE"],
     state_dir=os.environ["STATEFUL_APP_STATE_DIR"],
     batch_size=int(os.environ.get("STATEFUL_APP_BATCH", "500")),
-    session_timeout_ms=6000,
+    session_timeout_ms=int(os.environ.get("STATEFUL_APP_SESSION_MS", "6000")),
     transaction_timeout_ms=5000,
     commit_interval_ms=int(os.environ["STATEFUL_APP_COMMIT_MS"])
     if os.environ.get("STATEFUL_APP_COMMIT_MS") else None,
