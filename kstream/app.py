@@ -56,7 +56,8 @@ class App:
         return App(self.topology, **{**self._settings, **changes})
 
     def run(self, install_signal_handlers: bool = True) -> None:
-        """Block until stopped (SIGTERM/SIGINT: finish the batch, commit, leave the group).
+        """Block until stopped (SIGTERM/SIGINT: finish the batch, commit, close the consumer;
+        a static member stays in the group unless `leave_group_on_shutdown`).
 
         With `metrics_port` a Prometheus endpoint runs meanwhile; with `query_port` the query
         server (interactive queries, /health, /ready, /metrics and the status page; see

@@ -40,13 +40,16 @@ class RunningApp:
         """Whether `app.run` is still going."""
         return self.thread.is_alive()
 
-    def stop(self, timeout: float) -> None:
+    def stop(self, timeout: float, leave_group: bool = True) -> None:
         """Ask the app to stop and wait for its thread; TimeoutError (with the thread's stack)
-        if it is still running after `timeout` seconds."""
+        if it is still running after `timeout` seconds. The app leaves its group
+        (`app.stop(leave_group=True)`): a test is done with it, so a static member must not
+        hold its partitions (and block resets and savepoint restores) for the session
+        timeout; pass `leave_group=False` to test a restart that keeps the membership."""
         deadline = time.monotonic() + timeout
         while self.thread.is_alive() and time.monotonic() < deadline:
             # Again and again: a stop before run() created its engine would otherwise be lost.
-            self.app.stop()
+            self.app.stop(leave_group=leave_group)
             self.thread.join(min(0.2, max(0.0, deadline - time.monotonic())))
         if self.thread.is_alive():
             frame = sys._current_frames().get(self.thread.ident or -1)
@@ -63,7 +66,8 @@ def running_app(app: App, join_timeout: float = 60.0,
     Usage: ``with running_app(app, join_timeout=60, expect_error=False) as run: ...`` where
     `run` is a `RunningApp` (`run.thread`, `run.error`, `run.alive()`).
 
-    On exit the app is stopped and its thread joined within `join_timeout` seconds; a thread
+    On exit the app is stopped (leaving its consumer group, see `RunningApp.stop`) and its
+    thread joined within `join_timeout` seconds; a thread
     still alive then raises TimeoutError. An exception the app raised is re-raised here, so a
     crashed app fails the test rather than only timing out its reads, unless `expect_error`
     says the body inspects `run.error` itself::
