@@ -147,7 +147,8 @@ class Engine:
             lambda: topics.ensure_topics(self.topology, cfg), "create topics",
             retry_on=(AbortableError,))
         self.producer = self.clients.producer(self._producer_config())
-        self.collector = KafkaRecordCollector(self.producer, self.stats, self._partition_count)
+        self.collector = KafkaRecordCollector(self.producer, self.stats, self._partition_count,
+                                              transactional=cfg.exactly_once)
         self.consumer = self.clients.consumer(self._consumer_config())
         self.committer = make_committer(cfg.processing_guarantee, self.consumer, self.producer,
                                         self.collector, self.stats,

@@ -40,6 +40,7 @@ class KeyValueStore:
         self.task_dir = task_dir
         self.backend = backend
         self._buffer = buffer
+        self._buffer_put = buffer.put
         self._ordered_keys = isinstance(key_serde, TupleKeySerde)
         # Contexts name the changelog in serde errors; bound methods save a lookup per call.
         self._key_ctx = SerdeContext(topic=changelog_topic, partition=partition, is_key=True)
@@ -118,10 +119,21 @@ class KeyValueStore:
     # -- writes --------------------------------------------------------------------------------
     def put(self, key: Any, value: Any) -> None:
         """Buffer a write; value None deletes. Visible to this task's reads at once."""
+        # Hot path (one call per aggregated record): _key_bytes and _cached_write inlined.
         data = None if value is None else self._ser_value(value, self._value_ctx)
         if self.check_round_trip and data is not None:
             self._check_round_trip(key, value, data)
-        self._buffer.put(self._key_bytes(key), data)
+        if key is None:
+            raise ValueError(f"store {self.name!r}: keys must not be None")
+        key_bytes = self._ser_key(key, self._key_ctx)
+        if key_bytes is None:
+            raise ValueError(f"store {self.name!r}: key serde returned None for {key!r}")
+        self._buffer_put(key_bytes, data)
+        if type(key) is str:
+            cache = self._cache
+            if key in cache or len(cache) < CACHE_ENTRIES:
+                cache[key] = value
+                return
         self._cached_write(key, value)
 
     def put_uncached(self, key: Any, value: Any) -> None:
