@@ -24,6 +24,7 @@ from kstream.errors import (
 )
 from kstream.processor import Processor, ProcessorContext, PunctuationType
 from kstream.record import Record
+from kstream.runtime.fast_serdes import fast_deserializer
 from kstream.runtime.fusion import Chain, compile_chain, compile_record_entry, fusable
 from kstream.runtime.punctuation import PunctuationSchedule, Punctuator
 from kstream.runtime.shared_values import checked_child
@@ -176,6 +177,8 @@ class Task:
         value_ctx = SerdeContext(topic=topic, partition=self.partition, is_key=False)
         key_de = source.key_serde.deserialize
         value_de = source.value_serde.deserialize
+        key_fast = fast_deserializer(source.key_serde)  # None: call the serde
+        value_fast = fast_deserializer(source.value_serde)
         extractor = source.timestamp_extractor
         partition = self.partition
         schedule = self.punctuation
@@ -195,8 +198,12 @@ class Task:
 
         def handle(msg: Message) -> None:
             try:
-                key = key_de(msg.key(), key_ctx)
-                value = value_de(msg.value(), value_ctx)
+                data = msg.key()
+                key = (key_de(data, key_ctx) if key_fast is None
+                       else None if data is None else key_fast(data))
+                data = msg.value()
+                value = (value_de(data, value_ctx) if value_fast is None
+                         else None if data is None else value_fast(data))
             except Exception as exc:
                 raise deserialize_error(msg, exc) from exc
             headers = msg.headers()
