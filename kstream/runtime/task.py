@@ -24,13 +24,13 @@ from kstream.errors import (
 )
 from kstream.processor import Processor, ProcessorContext, PunctuationType
 from kstream.record import Record
-from kstream.runtime.fast_serdes import fast_deserializer
 from kstream.runtime.fusion import Chain, compile_chain, compile_record_entry, fusable
 from kstream.runtime.punctuation import PunctuationSchedule, Punctuator
 from kstream.runtime.shared_values import checked_child
 from kstream.runtime.sink import SinkOp
 from kstream.topology import ProcessorNode, SinkNode, SourceNode, SubTopology, Topology
 from serdes import SerdeContext
+from serdes._fast import fast_deserializer
 
 log = logging.getLogger("kstream.task")
 

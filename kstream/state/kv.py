@@ -16,6 +16,7 @@ from kstream.state.buffer import WriteBuffer
 from kstream.state.changelog import ChangelogCollector
 from kstream.state.round_trip import StoreRoundTripError, first_difference
 from serdes import Serde, SerdeContext, TupleKeySerde, prefix_range
+from serdes._fast import fast_serializer
 
 CACHE_ENTRIES = 10_000
 _MISSING = object()
@@ -47,6 +48,8 @@ class KeyValueStore:
         self._value_ctx = SerdeContext(topic=changelog_topic, partition=partition)
         self._ser_key, self._de_key = key_serde.serialize, key_serde.deserialize
         self._ser_value, self._de_value = value_serde.serialize, value_serde.deserialize
+        self._fast_key = fast_serializer(key_serde)  # None: no shortcut, call the serde
+        self._fast_value = fast_serializer(value_serde)
         self._cache: dict[Any, Any] = {}
         # The TopologyTestDriver turns this on: every put is decoded again and compared (see
         # kstream.state.round_trip), so tests see what a restart would read back.
@@ -119,13 +122,28 @@ class KeyValueStore:
     # -- writes --------------------------------------------------------------------------------
     def put(self, key: Any, value: Any) -> None:
         """Buffer a write; value None deletes. Visible to this task's reads at once."""
-        # Hot path (one call per aggregated record): _key_bytes and _cached_write inlined.
-        data = None if value is None else self._ser_value(value, self._value_ctx)
+        # Hot path (one call per aggregated record): _key_bytes and _cached_write inlined;
+        # built-in serdes through their C codec, the serde itself when that raises.
+        if value is None:
+            data = None
+        elif self._fast_value is None:
+            data = self._ser_value(value, self._value_ctx)
+        else:
+            try:
+                data = self._fast_value(value)
+            except Exception:
+                data = self._ser_value(value, self._value_ctx)
         if self.check_round_trip and data is not None:
             self._check_round_trip(key, value, data)
         if key is None:
             raise ValueError(f"store {self.name!r}: keys must not be None")
-        key_bytes = self._ser_key(key, self._key_ctx)
+        if self._fast_key is None:
+            key_bytes = self._ser_key(key, self._key_ctx)
+        else:
+            try:
+                key_bytes = self._fast_key(key)
+            except Exception:
+                key_bytes = self._ser_key(key, self._key_ctx)
         if key_bytes is None:
             raise ValueError(f"store {self.name!r}: key serde returned None for {key!r}")
         self._buffer_put(key_bytes, data)
