@@ -114,6 +114,15 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def vm_hwm_mb() -> float:
+    """Peak resident set of this process image (VmHWM): unlike ru_maxrss, reset by execve, so a
+    child started from a big parent reports only its own peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def machine_note() -> str:
     return (f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}, "
             f"broker on the same host")

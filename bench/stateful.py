@@ -66,6 +66,7 @@ from _common import (  # noqa: E402
     read_latest,
     run_app_timed,
     unique,
+    vm_hwm_mb,
 )
 
 from kstream import App, StreamBuilder  # noqa: E402
@@ -493,6 +494,7 @@ def main() -> None:
         else:
             res = run_raw(args.bootstrap, args.input, n, args.partitions)
         res["peak_rss_mb"] = peak_rss_mb()  # before anything is read back
+        res["vm_hwm_mb"] = vm_hwm_mb()  # this image's own peak (ru_maxrss includes the parent's)
         print(json.dumps(res))
         return
 
@@ -577,14 +579,15 @@ def rss_mode(servers: str, keys: int, partitions: int) -> None:
     took = produce_keyed(servers, inp, input_records(keys, keys))
     print(f"input: {keys:,} records, {keys:,} distinct keys -> {inp} in {took:.1f}s", flush=True)
     expected = truth(keys, keys)
-    print("| side | backend | rec/s | peak RSS (ru_maxrss) | output + changelog check |")
-    print("|---|---|---|---|---|")
+    print("| side | backend | rec/s | peak RSS (ru_maxrss) | own peak (VmHWM) | "
+          "output + changelog check |")
+    print("|---|---|---|---|---|---|")
     for side, backend in (("kstream", "rocksdb"), ("kstream", "memory"), ("raw", "dict")):
         res = kstream_subprocess(servers, inp, keys, partitions, backend, side)
         verify(servers, res, expected)
         ok = "ok" if res["ok"] else f"{res['output_check']} / {res['changelog_check']}"
-        print(f"| {side} | {backend} | {res['rate']:,.0f} | {res['peak_rss_mb']:.0f} MB | {ok} |",
-              flush=True)
+        print(f"| {side} | {backend} | {res['rate']:,.0f} | {res['peak_rss_mb']:.0f} MB | "
+              f"{res['vm_hwm_mb']:.0f} MB | {ok} |", flush=True)
 
 
 if __name__ == "__main__":
