@@ -114,6 +114,15 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def vm_hwm_mb() -> float:
+    """Peak resident set of this process image (VmHWM): unlike ru_maxrss, reset by execve, so a
+    child started from a big parent reports only its own peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def machine_note() -> str:
     return (f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}, "
             f"broker on the same host")
@@ -131,6 +140,9 @@ class Poller:
         self.probe, self.started, self.done, self.interval = probe, started, done, interval
         self.t_start: float | None = None
         self.t_done: float | None = None
+        # Process CPU (all threads, librdkafka's included) at those two moments.
+        self.cpu_start: float | None = None
+        self.cpu_done: float | None = None
         self.finished = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="bench-poller")
 
@@ -143,9 +155,9 @@ class Poller:
             value = self.probe()
             now = time.perf_counter()
             if self.t_start is None and self.started(value):
-                self.t_start = now
+                self.t_start, self.cpu_start = now, time.process_time()
             if self.done(value):
-                self.t_done = now
+                self.t_done, self.cpu_done = now, time.process_time()
                 self.finished.set()
                 return
             time.sleep(self.interval)
@@ -223,6 +235,7 @@ class TimedRun:
     t_start: float  # first batch consumed
     t_done: float  # `done` first held
     t_stopped: float  # app stopped and joined
+    cpu_seconds: float = float("nan")  # process CPU between t_start and t_done
 
     @property
     def seconds(self) -> float:
@@ -274,4 +287,6 @@ def run_app_timed(app: Any, done: Callable[[dict[str, Any]], bool], timeout_s: f
         raise RuntimeError(f"kstream did not finish: stats {app.stats}")
     if prof is not None and profile:
         prof.dump_stats(profile)
-    return TimedRun(stats, t_launch, poller.t_start, poller.t_done, t_stopped)
+    cpu = (poller.cpu_done - poller.cpu_start
+           if poller.cpu_done is not None and poller.cpu_start is not None else float("nan"))
+    return TimedRun(stats, t_launch, poller.t_start, poller.t_done, t_stopped, cpu)

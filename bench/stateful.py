@@ -24,6 +24,7 @@ send_offsets_to_transaction. A second raw variant emits outputs only at the tran
     python bench/stateful.py --profile /tmp/agg.prof  # cProfile one kstream run (RocksDB)
     python bench/stateful.py --micro               # offline per-record cost breakdown (µs)
 
+CPU = process CPU time (all threads) over the same window, per record; its ratio is raw / kstream.
 Throughput = records consumed / (last input record processed - first batch arrived), as in
 bench/stateless.py: the group join ("startup") and the final commit/close ("tail") are excluded
 and reported. kstream is timed from outside by sampling `app.stats` every 5 ms (default mode:
@@ -65,6 +66,7 @@ from _common import (  # noqa: E402
     read_latest,
     run_app_timed,
     unique,
+    vm_hwm_mb,
 )
 
 from kstream import App, StreamBuilder  # noqa: E402
@@ -173,7 +175,7 @@ def run_raw(servers: str, inp: str, n: int, partitions: int, emit_at_txn: bool =
         if not msgs:
             continue
         if t_first is None:
-            t_first = time.perf_counter()
+            t_first, cpu_first = time.perf_counter(), time.process_time()
             next_commit = time.monotonic() + TXN_EVERY_S
         if not in_txn:
             producer.begin_transaction()
@@ -201,7 +203,7 @@ def run_raw(servers: str, inp: str, n: int, partitions: int, emit_at_txn: bool =
             commit()
             commits += 1
             next_commit = time.monotonic() + TXN_EVERY_S
-    t_last = time.perf_counter()
+    t_last, cpu_last = time.perf_counter(), time.process_time()
     commit()
     commits += 1
     t_durable = time.perf_counter()
@@ -211,6 +213,7 @@ def run_raw(servers: str, inp: str, n: int, partitions: int, emit_at_txn: bool =
     return {"side": "raw", "variant": "emit at txn" if emit_at_txn else "emit per update",
             "out": out, "changelog": changelog, "consumed": consumed,
             "rate": consumed / (t_last - t_first), "seconds": t_last - t_first,
+            "cpu_us": (cpu_last - cpu_first) / consumed * 1e6,
             "startup_s": t_first - t_launch, "tail_s": t_durable - t_last, "commits": commits,
             "changelog_sent": changelog_records, "state_keys": len(state)}
 
@@ -249,7 +252,8 @@ def run_kstream(servers: str, inp: str, n: int, partitions: int, backend: str = 
             "backend": backend, "emit_on_commit": emit_on_commit, "out": out,
             "changelog": f"{application_id}-{STORE}-changelog", "consumed": n,
             "rate": n / run.seconds, "seconds": run.seconds,
-            "startup_s": run.t_start - run.t_launch, "tail_s": run.t_stopped - run.t_done,
+            "cpu_us": run.cpu_seconds / n * 1e6, "startup_s": run.t_start - run.t_launch,
+            "tail_s": run.t_stopped - run.t_done,
             "commits": stats.get("commits"), "aborts": stats.get("aborts"),
             "records_out": stats.get("records_out")}
 
@@ -433,10 +437,12 @@ def micro(servers: str, inp: str, count: int, commit_every: int) -> list[tuple[s
 # -- driver ------------------------------------------------------------------------------------
 def fmt_table(raw: dict[str, list[float]], ks: dict[str, list[float]],
               checks: dict[str, list[bool]], startup: dict[str, list[float]],
-              tail: dict[str, list[float]]) -> str:
+              tail: dict[str, list[float]], cpu: dict[str, list[float]]) -> str:
     base = median(raw["emit per update"])
+    base_cpu = median(cpu["raw:emit per update"])
     lines = ["| side | variant | rec/s (median) | runs | ratio vs raw (emit per update) | "
-             "startup / tail (s) | output + changelog check |", "|" + "---|" * 7]
+             "CPU µs/record (median) | ratio by CPU | startup / tail (s) | "
+             "output + changelog check |", "|" + "---|" * 9]
     for side, group in (("raw", raw), ("kstream", ks)):
         for name, rates in group.items():
             key = f"{side}:{name}"
@@ -444,6 +450,7 @@ def fmt_table(raw: dict[str, list[float]], ks: dict[str, list[float]],
             lines.append(
                 f"| {side} | {name} | {median(rates):,.0f} | "
                 f"{' / '.join(f'{r:,.0f}' for r in rates)} | {median(rates) / base:.2f}x | "
+                f"{median(cpu[key]):.1f} | {base_cpu / median(cpu[key]):.2f}x | "
                 f"{median(startup[key]):.1f} / {median(tail[key]):.2f} | {ok} |")
     return "\n".join(lines)
 
@@ -487,6 +494,7 @@ def main() -> None:
         else:
             res = run_raw(args.bootstrap, args.input, n, args.partitions)
         res["peak_rss_mb"] = peak_rss_mb()  # before anything is read back
+        res["vm_hwm_mb"] = vm_hwm_mb()  # this image's own peak (ru_maxrss includes the parent's)
         print(json.dumps(res))
         return
 
@@ -529,6 +537,7 @@ def bench(servers: str, inp: str, n: int, args: argparse.Namespace,
     checks: dict[str, list[bool]] = {}
     startup: dict[str, list[float]] = {}
     tail: dict[str, list[float]] = {}
+    cpu: dict[str, list[float]] = {}
     results: list[dict[str, Any]] = []
 
     def record(res: dict[str, Any]) -> None:
@@ -537,9 +546,11 @@ def bench(servers: str, inp: str, n: int, args: argparse.Namespace,
         checks.setdefault(key, []).append(res["ok"])
         startup.setdefault(key, []).append(res["startup_s"])
         tail.setdefault(key, []).append(res["tail_s"])
+        cpu.setdefault(key, []).append(res["cpu_us"])
         (raw if res["side"] == "raw" else ks)[res["variant"]].append(res["rate"])
         results.append(res)
-        print(f"{res['side']} ({res['variant']}): {res['rate']:,.0f} rec/s [startup "
+        print(f"{res['side']} ({res['variant']}): {res['rate']:,.0f} rec/s, CPU "
+              f"{res['cpu_us']:.1f} µs/record [startup "
               f"{res['startup_s']:.1f}s, tail {res['tail_s']:.2f}s, commits {res['commits']}, "
               f"output {res['output_count']:,} {res['output_check']}, changelog "
               f"{res['changelog_count']:,} {res['changelog_check']}]", flush=True)
@@ -556,7 +567,7 @@ def bench(servers: str, inp: str, n: int, args: argparse.Namespace,
     print()
     print(f"{datetime.date.today()} · {machine_note()} · {n:,} records, {args.keys:,} keys, "
           f"{args.partitions} partitions, exactly_once, repeat {args.repeat} (medians)")
-    print(fmt_table(raw, ks, checks, startup, tail))
+    print(fmt_table(raw, ks, checks, startup, tail, cpu))
     if args.json:
         Path(args.json).write_text(json.dumps({"runs": results}, indent=1))
 
@@ -568,14 +579,15 @@ def rss_mode(servers: str, keys: int, partitions: int) -> None:
     took = produce_keyed(servers, inp, input_records(keys, keys))
     print(f"input: {keys:,} records, {keys:,} distinct keys -> {inp} in {took:.1f}s", flush=True)
     expected = truth(keys, keys)
-    print("| side | backend | rec/s | peak RSS (ru_maxrss) | output + changelog check |")
-    print("|---|---|---|---|---|")
+    print("| side | backend | rec/s | peak RSS (ru_maxrss) | own peak (VmHWM) | "
+          "output + changelog check |")
+    print("|---|---|---|---|---|---|")
     for side, backend in (("kstream", "rocksdb"), ("kstream", "memory"), ("raw", "dict")):
         res = kstream_subprocess(servers, inp, keys, partitions, backend, side)
         verify(servers, res, expected)
         ok = "ok" if res["ok"] else f"{res['output_check']} / {res['changelog_check']}"
-        print(f"| {side} | {backend} | {res['rate']:,.0f} | {res['peak_rss_mb']:.0f} MB | {ok} |",
-              flush=True)
+        print(f"| {side} | {backend} | {res['rate']:,.0f} | {res['peak_rss_mb']:.0f} MB | "
+              f"{res['vm_hwm_mb']:.0f} MB | {ok} |", flush=True)
 
 
 if __name__ == "__main__":

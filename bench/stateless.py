@@ -133,7 +133,7 @@ def run_raw(servers: str, inp: str, n: int, partitions: int, guarantee: str,
         if not msgs:
             continue
         if t_first is None:
-            t_first = time.perf_counter()
+            t_first, cpu_first = time.perf_counter(), time.process_time()
             next_commit = time.monotonic() + commit_every_s
         if eos and not in_txn:
             producer.begin_transaction()
@@ -156,7 +156,7 @@ def run_raw(servers: str, inp: str, n: int, partitions: int, guarantee: str,
             commit()
             commits += 1
             next_commit = time.monotonic() + commit_every_s
-    t_last = time.perf_counter()
+    t_last, cpu_last = time.perf_counter(), time.process_time()
     commit()
     commits += 1
     t_durable = time.perf_counter()
@@ -166,6 +166,7 @@ def run_raw(servers: str, inp: str, n: int, partitions: int, guarantee: str,
     return {"side": "raw", "guarantee": guarantee, "commit_every_s": commit_every_s,
             "out": out, "consumed": consumed, "rate": consumed / (t_last - t_first),
             "seconds": t_last - t_first, "startup_s": t_first - t_launch,
+            "cpu_us": (cpu_last - cpu_first) / consumed * 1e6,
             "tail_s": t_durable - t_last, "commits": commits}
 
 
@@ -191,6 +192,7 @@ def run_kstream(servers: str, inp: str, n: int, partitions: int, guarantee: str,
                             and s.get("records_out", 0) >= expected, RUN_TIMEOUT_S, profile)
     return {"side": "kstream", "guarantee": guarantee, "out": out,
             "consumed": run.stats["records_in"], "rate": run.rate, "seconds": run.seconds,
+            "cpu_us": run.cpu_seconds / run.stats["records_in"] * 1e6,
             "startup_s": run.t_start - run.t_launch, "tail_s": run.t_stopped - run.t_done,
             "commits": run.stats.get("commits", 0), "records_out": run.stats["records_out"]}
 
@@ -402,13 +404,15 @@ def micro(servers: str, inp: str, n: int) -> list[tuple[str, float]]:
 # -- driver ------------------------------------------------------------------------------------
 def fmt_table(rows: list[dict[str, Any]]) -> str:
     head = ("| guarantee | raw rec/s (txn/commit cadence) | kstream rec/s | ratio | "
+            "CPU µs/record raw (best cadence) / kstream | ratio by CPU | "
             "kstream peak RSS (alone) | process peak RSS | output check |")
-    lines = [head, "|" + "---|" * 7]
+    lines = [head, "|" + "---|" * 9]
     for r in rows:
         raw = "; ".join(f"{v:,.0f} ({k})" for k, v in r["raw"].items())
         lines.append(
             f"| {r['guarantee']} | {raw} | {r['kstream']:,.0f} | "
             f"{r['ratio']:.2f}x (vs best raw); {r['ratio_batch']:.2f}x (vs first) | "
+            f"{r['raw_cpu']:.1f} / {r['ks_cpu']:.1f} | {r['raw_cpu'] / r['ks_cpu']:.2f}x | "
             f"{r['rss_alone']:.0f} MB | {r['rss_process']:.0f} MB | {r['check']} |")
     return "\n".join(lines)
 
@@ -470,6 +474,8 @@ def main() -> None:
         for g in guarantees:
             raw_rates: dict[str, list[float]] = {cadence(g, e): [] for e in RAW_VARIANTS[g]}
             ks_rates: list[float] = []
+            raw_cpu: dict[str, list[float]] = {cadence(g, e): [] for e in RAW_VARIANTS[g]}
+            ks_cpu: list[float] = []
             checks: list[bool] = []
             for rep in range(args.repeat):
                 order = ["raw", "kstream"] if rep % 2 == 0 else ["kstream", "raw"]
@@ -479,18 +485,22 @@ def main() -> None:
                             r = run_raw(servers, inp, n, args.partitions, g, every)
                             verify(servers, r, n)
                             raw_rates[cadence(g, every)].append(r["rate"])
+                            raw_cpu[cadence(g, every)].append(r["cpu_us"])
                             results.append(r)
                             checks.append(r["output_ok"])
-                            print(f"{g} raw ({cadence(g, every)}): {r['rate']:,.0f} rec/s "
+                            print(f"{g} raw ({cadence(g, every)}): {r['rate']:,.0f} rec/s, "
+                                  f"CPU {r['cpu_us']:.1f} µs/record "
                                   f"[startup {r['startup_s']:.1f}s, tail {r['tail_s']:.2f}s, "
                                   f"output {r['output_count']:,}]", flush=True)
                     else:
                         r = run_kstream(servers, inp, n, args.partitions, g)
                         verify(servers, r, n)
                         ks_rates.append(r["rate"])
+                        ks_cpu.append(r["cpu_us"])
                         results.append(r)
                         checks.append(r["output_ok"])
-                        print(f"{g} kstream: {r['rate']:,.0f} rec/s [startup "
+                        print(f"{g} kstream: {r['rate']:,.0f} rec/s, CPU {r['cpu_us']:.1f} "
+                              f"µs/record [startup "
                               f"{r['startup_s']:.1f}s, tail {r['tail_s']:.2f}s, commits "
                               f"{r['commits']}, output {r['output_count']:,}]", flush=True)
             alone = kstream_subprocess(servers, inp, n, args.partitions, g)
@@ -501,7 +511,9 @@ def main() -> None:
                   f"{alone['peak_rss_mb']:.0f} MB", flush=True)
             raw_med = {k: median(v) for k, v in raw_rates.items()}
             ks = median(ks_rates)
+            best = max(raw_med, key=lambda k: raw_med[k])
             table.append({"guarantee": g, "raw": raw_med, "kstream": ks,
+                          "raw_cpu": median(raw_cpu[best]), "ks_cpu": median(ks_cpu),
                           "ratio": ks / max(raw_med.values()),
                           "ratio_batch": ks / next(iter(raw_med.values())),
                           "rss_alone": alone["peak_rss_mb"], "rss_process": peak_rss_mb(),

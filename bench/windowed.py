@@ -92,7 +92,7 @@ def run_raw(servers: str, inp: str, n: int, partitions: int) -> dict[str, Any]:
         if not msgs:
             continue
         if t_first is None:
-            t_first = time.perf_counter()
+            t_first, cpu_first = time.perf_counter(), time.process_time()
             next_commit = time.monotonic() + COMMIT_EVERY_S
         if not in_txn:
             producer.begin_transaction()
@@ -121,7 +121,7 @@ def run_raw(servers: str, inp: str, n: int, partitions: int) -> dict[str, Any]:
             in_txn = False
             commits += 1
             next_commit = time.monotonic() + COMMIT_EVERY_S
-    t_last = time.perf_counter()
+    t_last, cpu_last = time.perf_counter(), time.process_time()
     commit()
     t_durable = time.perf_counter()
     consumer.close()
@@ -129,6 +129,7 @@ def run_raw(servers: str, inp: str, n: int, partitions: int) -> dict[str, Any]:
         raise RuntimeError(f"raw loop consumed {consumed}/{n} before the deadline")
     return {"side": "raw", "out": out, "consumed": consumed,
             "rate": consumed / (t_last - t_first), "startup_s": t_first - t_launch,
+            "cpu_us": (cpu_last - cpu_first) / consumed * 1e6,
             "tail_s": t_durable - t_last, "commits": commits + 1}
 
 
@@ -155,6 +156,7 @@ def run_kstream(servers: str, inp: str, n: int, partitions: int, backend: str,
                             and s.get("records_out", 0) >= n, RUN_TIMEOUT_S, profile)
     return {"side": "kstream", "out": out, "consumed": run.stats["records_in"],
             "rate": run.rate, "startup_s": run.t_start - run.t_launch,
+            "cpu_us": run.cpu_seconds / run.stats["records_in"] * 1e6,
             "tail_s": run.t_stopped - run.t_done, "commits": run.stats.get("commits", 0)}
 
 
@@ -195,6 +197,8 @@ def main() -> None:
             print(f"kstream (profiled): {r['rate']:,.0f} rec/s -> {args.profile}")
             return
         raw_rates, ks_rates, checks = [], [], []
+        raw_cpu: list[float] = []
+        ks_cpu: list[float] = []
         for rep in range(args.repeat):
             for side in (["raw", "kstream"] if rep % 2 == 0 else ["kstream", "raw"]):
                 r = (run_raw(servers, inp, n, args.partitions) if side == "raw"
@@ -202,7 +206,9 @@ def main() -> None:
                 verify(servers, r, n)
                 checks.append(r["output_ok"])
                 (raw_rates if side == "raw" else ks_rates).append(r["rate"])
-                print(f"{side}: {r['rate']:,.0f} rec/s [startup {r['startup_s']:.1f}s, tail "
+                (raw_cpu if side == "raw" else ks_cpu).append(r["cpu_us"])
+                print(f"{side}: {r['rate']:,.0f} rec/s, CPU {r['cpu_us']:.1f} µs/record "
+                      f"[startup {r['startup_s']:.1f}s, tail "
                       f"{r['tail_s']:.2f}s, commits {r['commits']}, outputs "
                       f"{r['output_count']:,}, windows {r['windows']:,}]", flush=True)
         raw, ks = median(raw_rates), median(ks_rates)
@@ -210,10 +216,12 @@ def main() -> None:
         print(f"{datetime.date.today()} · {machine_note()} · {n:,} records, "
               f"{args.partitions} partitions, backend {args.backend}, repeat {args.repeat} "
               f"(medians), peak RSS of this process {peak_rss_mb():.0f} MB")
-        print("| raw rec/s | kstream rec/s | kstream / raw | output |")
-        print("|---|---|---|---|")
-        print(f"| {raw:,.0f} | {ks:,.0f} | **{ks / raw:.2f}×** | "
-              f"{'ok' if all(checks) else 'MISMATCH'} |")
+        rc, kc = median(raw_cpu), median(ks_cpu)
+        print("| raw rec/s | kstream rec/s | kstream / raw | CPU µs/record raw / kstream | "
+              "ratio by CPU | output |")
+        print("|---|---|---|---|---|---|")
+        print(f"| {raw:,.0f} | {ks:,.0f} | **{ks / raw:.2f}×** | {rc:.1f} / {kc:.1f} | "
+              f"**{rc / kc:.2f}×** | {'ok' if all(checks) else 'MISMATCH'} |")
 
 
 if __name__ == "__main__":

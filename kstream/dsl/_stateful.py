@@ -15,18 +15,23 @@ from kstream.dsl._ops import _Operator
 from kstream.dsl._table_ops import ValueGetter
 from kstream.processor import Processor, ProcessorContext
 from kstream.record import Record
+from kstream.runtime.operator import Emitter, Fusable, FuseResult
 
 Initializer = Callable[[], Any]
 Adder = Callable[[Any, Any, Any], Any]  # (key, value, aggregate) -> aggregate
 
 
-class AggregateOp(Processor):
+class AggregateOp(Processor, Fusable):
     """Folds each record into its key's aggregate in a store and forwards
     Change(previous aggregate, new aggregate) (its result is a table).
 
     With `emit_on_commit`, updates are coalesced per key and emitted when the task commits
     (a record cache): fewer, later updates, the same final values; a coalesced change keeps
     the aggregate from before its first update as `old`.
+
+    Without it, the aggregation also has a fused form (`fuse`, beside `process`): the source's
+    generated chain folds key and value from its locals and runs the downstream (to_stream,
+    sinks) inline, without a Record per input.
     """
 
     def __init__(self, store_name: str, initializer: Initializer, adder: Adder,
@@ -60,6 +65,27 @@ class AggregateOp(Processor):
         else:
             record.value = Change(old, aggregate)
             self._down(record)
+
+    # Fused form of `process` (emit per update): the same store get, initializer, adder and
+    # put in the same order; a skipped record gets the same Record `process` would see.
+    def can_fuse(self) -> bool:
+        return not self._emit_on_commit
+
+    def fuse(self, em: Emitter, depth: int, skip: str) -> FuseResult:
+        old, agg = em.local("old"), em.local("agg")
+        skip_fn = em.bind(self._skip_record, "skipagg")
+        em.line(depth, "if key is None or value is None:")
+        em.line(depth + 1, f"{skip_fn}(Record(key, value, ts, headers, TOPIC, PARTITION, "
+                           f"offset)); {skip}")
+        em.line(depth, f"{old} = {agg} = {em.bind(self._get, 'aget')}(key)")
+        em.line(depth, f"if {agg} is None: {agg} = {em.bind(self._initializer, 'ainit')}()")
+        em.line(depth, f"{agg} = {em.bind(self._adder, 'add')}(key, value, {agg})")
+        em.line(depth, f"{em.bind(self._put, 'aput')}(key, {agg})")
+        em.line(depth, f"value = {em.bind(Change, 'Change')}({old}, {agg})")
+        return FuseResult(depth, skip)
+
+    def _skip_record(self, record: Record) -> None:
+        self.context._skip("null_key" if record.key is None else "null_value", record)
 
     def flush_cache(self) -> None:
         """Called by the task before it commits: emit the latest aggregate per key."""

@@ -30,6 +30,7 @@ import orjson
 from kstream.errors import STAGE_LATE, LateRecord, RecordError, dead_letter_headers
 from kstream.processor import Processor, ProcessorContext
 from kstream.record import Record
+from kstream.runtime.operator import Emitter, Fusable, FuseResult
 from kstream.state.kv import KeyValueStore
 from kstream.state.window_store import OFFSET, SegmentedStore, decode_store_key
 from serdes import Serde, SerdeContext, Windowed
@@ -182,7 +183,7 @@ class _WindowedAggregate(Processor):
         self._next_expiry = -1
 
 
-class TimeWindowAggregateOp(_WindowedAggregate):
+class TimeWindowAggregateOp(_WindowedAggregate, Fusable):
     """Tumbling and hopping windows: each record updates every open window holding it.
 
     Hot path: windows updated since the last commit live in a dict `(key, start) ->
@@ -190,6 +191,8 @@ class TimeWindowAggregateOp(_WindowedAggregate):
     task before the stores send their changelogs), or before final results are emitted or
     segments expire. An update is then a dict lookup and the adder: no key encoding or
     value (de)serialization per record. Unhashable keys bypass the dict.
+
+    Tumbling windows with emit="update" also have a fused form (`fuse`, beside `process`).
     """
 
     MAX_DIRTY = 50_000  # windows held before an early flush into the store's write buffer
@@ -234,6 +237,35 @@ class TimeWindowAggregateOp(_WindowedAggregate):
             self._hopping(record, key, value, ts, st)
         if st >= self._next_check:
             self._maintain(st)
+
+    # Fused form of `process` for tumbling windows with emit="update": the common case (a
+    # window update, nothing due) inline. Records that skip or arrive late, unhashable keys,
+    # and the record at which expiry is due (`_maintain` must run after its forward, and the
+    # children's lines come after these) take `process` itself, which forwards through the
+    # same children.
+    def can_fuse(self) -> bool:
+        return self._tumbling and self._index_name is None
+
+    def fuse(self, em: Emitter, depth: int, skip: str) -> FuseResult:
+        op, task = em.bind(self, "wop"), em.bind(self._task, "wtask")
+        size, grace = em.bind(self._size, "wsize"), em.bind(self._grace, "wgrace")
+        st, start, ck, entry, agg = (em.local(p) for p in ("st", "start", "ck", "entry", "agg"))
+        slow = f"{op}.process(Record(key, value, ts, headers, TOPIC, PARTITION, offset)); {skip}"
+        em.line(depth, f"{st} = {task}.stream_time")
+        em.line(depth, f"{start} = ts - ts % {size}")
+        em.line(depth, f"if (key is None or value is None or {start} + {size} <= {st} - {grace}"
+                       f" or {st} >= {op}._next_check):")
+        em.line(depth + 1, slow)
+        em.line(depth, f"{ck} = (key, {start})")
+        em.line(depth, "try:")
+        em.line(depth + 1, f"{entry} = {em.bind(self._dirty, 'wdirty')}.get({ck})")
+        em.line(depth, "except TypeError:")
+        em.line(depth + 1, slow)
+        em.line(depth, f"if {entry} is None: {entry} = {op}._load(key, {start}, {ck})")
+        em.line(depth, f"{entry}[1] = {agg} = {em.bind(self._adder, 'wadd')}(key, value, "
+                       f"{entry}[1])")
+        em.line(depth, f"key = {entry}[0]; value = {agg}")
+        return FuseResult(depth, skip)
 
     def _hopping(self, record: Record, key: Any, value: Any, ts: int, st: int) -> None:
         size, dirty = self._size, self._dirty

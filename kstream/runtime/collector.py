@@ -7,7 +7,7 @@ room, up to a deadline; the engine is single-threaded, so no more input is consu
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
@@ -22,8 +22,10 @@ class KafkaRecordCollector:
     """Implements the task's RecordCollector on a confluent-kafka Producer."""
 
     def __init__(self, producer: Producer, stats: EngineStats,
-                 partition_lookup: Callable[[str], int]) -> None:
+                 partition_lookup: Callable[[str], int], *, transactional: bool = False) -> None:
         self._producer = producer
+        # Under a transaction a failed record fails the commit: see send_changelogs.
+        self.transactional = transactional
         # Positional: (topic, value, key, partition, callback, on_delivery, timestamp, headers);
         # keyword arguments cost twice as much in the C binding.
         self._produce: Callable[..., None] = producer.produce
@@ -81,6 +83,41 @@ class KafkaRecordCollector:
             self._wait_for_room(topic, key, value, timestamp, None, partition, delivered)
         except KafkaException as exc:
             raise self._classify(exc, topic) from exc
+
+    def send_changelogs(self, topic: str, partition: int,
+                        entries: Sequence[tuple[bytes, bytes | None]], timestamp: int,
+                        on_delivery: Callable[[KafkaError | None, Any], None]) -> None:
+        """One commit's records of a store partition, in order; `on_delivery(err, msg)` learns
+        their offsets.
+
+        Inside a transaction only the last record reports: offsets grow in produce order within
+        the partition, so its offset is the highest, and any failed record fails
+        commit_transaction, so the store never applies writes whose changelog was lost. That
+        saves a Python callback per changelog record (most of a stateful commit's cost).
+        Outside a transaction every record reports, as `send_changelog` does.
+        """
+        if not entries:
+            return
+        errors = self.delivery_errors
+
+        def delivered(err: KafkaError | None, msg: Any) -> None:
+            if err is not None:  # the committer must see it before offsets are committed
+                errors.append(err)
+            on_delivery(err, msg)
+
+        produce = self._produce
+        middle = None if self.transactional else delivered
+        last = len(entries) - 1
+        for i, (key, value) in enumerate(entries):
+            callback = delivered if i == last else middle
+            try:
+                # The callback slot, not on_delivery (see send_changelog); None falls back to
+                # the producer-wide callback, which exists only outside transactions.
+                produce(topic, value, key, partition, callback, None, timestamp, None)
+            except BufferError:
+                self._wait_for_room(topic, key, value, timestamp, None, partition, callback)
+            except KafkaException as exc:
+                raise self._classify(exc, topic) from exc
 
     def _classify(self, exc: KafkaException, topic: str) -> KStreamError:
         """produce() reports only a generic _FATAL (or _STATE for an abortable transaction);

@@ -163,7 +163,8 @@ class Engine:
         if self.topology.global_stores:
             self._bootstrap_globals(self.queries.partition_counts)
         self.producer = self.clients.producer(self._producer_config())
-        self.collector = KafkaRecordCollector(self.producer, self.stats, self._partition_count)
+        self.collector = KafkaRecordCollector(self.producer, self.stats, self._partition_count,
+                                              transactional=cfg.exactly_once)
         self.consumer = self.clients.consumer(self._consumer_config())
         self.committer = make_committer(cfg.processing_guarantee, self.consumer, self.producer,
                                         self.collector, self.stats,
@@ -260,10 +261,7 @@ class Engine:
         self.watchdog.beat("consume")
         if self.globals is not None:
             self.stats.global_updates += self.globals.poll()
-        # confluent-kafka's stubs type headers as dict | list of str | bytes | None; a consumer
-        # only ever delivers a list of (str, bytes) or None, as TaskMessage says.
-        msgs: list[TaskMessage] = self.consumer.consume(  # type: ignore[assignment]
-            cfg.batch_size, cfg.poll_timeout_ms / 1000)
+        msgs = self._consume()
         self._raise_deferred()
         if self._orderer.active:
             msgs = self._orderer.order(msgs) if msgs else self._orderer.release_due()
@@ -304,6 +302,30 @@ class Engine:
                 self.watchdog.beat("commit")
                 self._commit()
             self._next_commit = time.monotonic() + cfg.effective_commit_interval_ms / 1000
+
+    def _consume(self) -> list[TaskMessage]:
+        """What has arrived, up to batch_size: adaptive batching.
+
+        librdkafka's consume(n, timeout) returns only when n records are there or the timeout
+        passed, so at moderate load a fetched record waited up to poll_timeout_ms for company.
+        Take what is queued instead; block only when nothing is, for the first record (the
+        rest of its fetch comes with it), and never past a due commit. Under load the queue
+        holds a full batch anyway, so batches stay large when throughput needs them.
+        """
+        assert self.consumer is not None and self.committer is not None
+        consumer, size = self.consumer, self.config.batch_size
+        # confluent-kafka's stubs type headers as dict | list of str | bytes | None; a consumer
+        # only ever delivers a list of (str, bytes) or None, as TaskMessage says.
+        msgs: list[TaskMessage] = consumer.consume(size, 0)  # type: ignore[assignment]
+        if msgs:
+            return msgs
+        wait = self.config.poll_timeout_ms / 1000
+        if self.committer.dirty:
+            wait = max(0.0, min(wait, self._next_commit - time.monotonic()))
+        msgs = consumer.consume(1, wait)  # type: ignore[assignment]
+        if msgs and size > 1:
+            msgs.extend(consumer.consume(size - 1, 0))  # type: ignore[arg-type]
+        return msgs
 
     def _process_run(self, msgs: list[TaskMessage], start: int) -> int:
         """Process msgs[start:]; return where to continue after a handled bad record."""

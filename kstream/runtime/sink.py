@@ -6,11 +6,16 @@ declares sinks (`Stream.to`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+from kstream._serde_defaults import effective
 from kstream.processor import Processor, ProcessorContext
 from kstream.record import Record
 from kstream.runtime.operator import Emitter, Fusable, FuseResult
 from kstream.topology import Partitioner, SinkNode, TopicChooser
 from serdes import Serde, SerdeContext
+from serdes._fast import fast_serializer
 
 
 class SinkOp(Processor, Fusable):
@@ -53,6 +58,8 @@ class SinkOp(Processor, Fusable):
     # Fused form of `process` for a fixed topic without partitioner: key serialized before
     # value, both serdes see the record's own header list (they may add to it), and the
     # collector gets that same list. One context per side, so only `headers` changes per record.
+    # Built-in String/Json serdes are called through their C codec (serdes._fast); if that
+    # raises, the serde itself runs, so results and errors are the serde's.
     def can_fuse(self) -> bool:
         return self._static_topic is not None and self._partitioner is None
 
@@ -60,9 +67,25 @@ class SinkOp(Processor, Fusable):
         topic = self._static_topic
         kctx = em.bind(SerdeContext(topic=topic, is_key=True), "kctx")
         vctx = em.bind(SerdeContext(topic=topic, is_key=False), "vctx")
-        kser, vser = em.bind(self._serialize_key, "kser"), em.bind(self._serialize_value, "vser")
         send = em.bind(self._collector.send, "send")
         em.line(depth, f"{kctx}.headers = {vctx}.headers = headers")
-        em.line(depth, f"{send}({em.bind(topic, 'topic')}, {kser}(key, {kctx}), "
-                       f"{vser}(value, {vctx}), ts, headers)")
+        kb = _emit_serialize(em, depth, "key", self._key_serde, self._serialize_key, kctx)
+        vb = _emit_serialize(em, depth, "value", self._value_serde, self._serialize_value, vctx)
+        em.line(depth, f"{send}({em.bind(topic, 'topic')}, {kb}, {vb}, ts, headers)")
         return FuseResult(depth, skip)
+
+
+def _emit_serialize(em: Emitter, depth: int, name: str, serde: Serde,
+                    serialize: Callable[[Any, SerdeContext], bytes | None], ctx: str) -> str:
+    """Lines that serialize local `name`; returns the local holding its bytes."""
+    ser = em.bind(serialize, "ser")
+    out = em.local("data")
+    fast = fast_serializer(effective(serde))  # a default serde: its target's shortcut
+    if fast is None:
+        em.line(depth, f"{out} = {ser}({name}, {ctx})")
+        return out
+    em.line(depth, "try:")
+    em.line(depth + 1, f"{out} = None if {name} is None else {em.bind(fast, 'fast')}({name})")
+    em.line(depth, "except Exception:")
+    em.line(depth + 1, f"{out} = {ser}({name}, {ctx})")
+    return out

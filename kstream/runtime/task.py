@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from kstream._serde_defaults import effective
 from kstream.errors import (
     STAGE_DESERIALIZE,
     STAGE_PROCESS,
@@ -31,6 +32,7 @@ from kstream.runtime.sink import SinkOp
 from kstream.state.global_store import ReadOnlyStoreError
 from kstream.topology import ProcessorNode, SinkNode, SourceNode, SubTopology, Topology
 from serdes import SerdeContext
+from serdes._fast import fast_deserializer
 
 log = logging.getLogger("kstream.task")
 
@@ -181,6 +183,8 @@ class Task:
         value_ctx = SerdeContext(topic=topic, partition=self.partition, is_key=False)
         key_de = source.key_serde.deserialize
         value_de = source.value_serde.deserialize
+        key_fast = fast_deserializer(effective(source.key_serde))  # None: call the serde
+        value_fast = fast_deserializer(effective(source.value_serde))
         extractor = source.timestamp_extractor
         partition = self.partition
         schedule = self.punctuation
@@ -200,8 +204,12 @@ class Task:
 
         def handle(msg: Message) -> None:
             try:
-                key = key_de(msg.key(), key_ctx)
-                value = value_de(msg.value(), value_ctx)
+                data = msg.key()
+                key = (key_de(data, key_ctx) if key_fast is None
+                       else None if data is None else key_fast(data))
+                data = msg.value()
+                value = (value_de(data, value_ctx) if value_fast is None
+                         else None if data is None else value_fast(data))
             except Exception as exc:
                 raise deserialize_error(msg, exc) from exc
             headers = msg.headers()

@@ -8,8 +8,8 @@ offset Kafka acknowledged, so a restore knows where the local state stands.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from typing import Any, Protocol
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Protocol, cast
 
 from kstream.state.backend import Backend, Entry
 from kstream.state.errors import ChangelogWriteError
@@ -20,6 +20,15 @@ class ChangelogCollector(Protocol):
 
     def send_changelog(self, topic: str, partition: int, key: bytes, value: bytes | None,
                        timestamp: int, on_delivery: Callable[[Any, Any], None]) -> None: ...
+
+
+class BulkChangelogCollector(ChangelogCollector, Protocol):
+    """A collector that sends a commit's records of one store partition in one call
+    (KafkaRecordCollector.send_changelogs); the layer uses it when the collector has it."""
+
+    def send_changelogs(self, topic: str, partition: int,
+                        entries: Sequence[tuple[bytes, bytes | None]], timestamp: int,
+                        on_delivery: Callable[[Any, Any], None]) -> None: ...
 
 
 class ChangeloggingLayer:
@@ -44,9 +53,14 @@ class ChangeloggingLayer:
         if not entries:
             return
         timestamp = int(time.time() * 1000)
-        send = collector.send_changelog
         topic, partition = self.topic, self.partition
         on_delivery = self._delivery_callback()
+        bulk = getattr(collector, "send_changelogs", None)
+        if bulk is not None:
+            cast(BulkChangelogCollector, collector).send_changelogs(
+                topic, partition, entries, timestamp, on_delivery)
+            return
+        send = collector.send_changelog
         for key, value in entries:
             send(topic, partition, key, value, timestamp, on_delivery)
 

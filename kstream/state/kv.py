@@ -17,6 +17,7 @@ from kstream.state.buffer import WriteBuffer
 from kstream.state.changelog import ChangelogCollector
 from kstream.state.round_trip import StoreRoundTripError, first_difference
 from serdes import Serde, SerdeContext, TupleKeySerde, prefix_range
+from serdes._fast import fast_serializer
 
 CACHE_ENTRIES = 10_000
 _MISSING = object()
@@ -41,12 +42,16 @@ class KeyValueStore:
         self.task_dir = task_dir
         self.backend = backend
         self._buffer = buffer
+        self._buffer_put = buffer.put
         self._ordered_keys = isinstance(effective(key_serde), TupleKeySerde)
         # Contexts name the changelog in serde errors; bound methods save a lookup per call.
         self._key_ctx = SerdeContext(topic=changelog_topic, partition=partition, is_key=True)
         self._value_ctx = SerdeContext(topic=changelog_topic, partition=partition)
         self._ser_key, self._de_key = key_serde.serialize, key_serde.deserialize
         self._ser_value, self._de_value = value_serde.serialize, value_serde.deserialize
+        # None: no shortcut, call the serde (a default serde: its target's shortcut).
+        self._fast_key = fast_serializer(effective(key_serde))
+        self._fast_value = fast_serializer(effective(value_serde))
         self._cache: dict[Any, Any] = {}
         # The TopologyTestDriver turns this on: every put is decoded again and compared (see
         # kstream.state.round_trip), so tests see what a restart would read back.
@@ -119,10 +124,36 @@ class KeyValueStore:
     # -- writes --------------------------------------------------------------------------------
     def put(self, key: Any, value: Any) -> None:
         """Buffer a write; value None deletes. Visible to this task's reads at once."""
-        data = None if value is None else self._ser_value(value, self._value_ctx)
+        # Hot path (one call per aggregated record): _key_bytes and _cached_write inlined;
+        # built-in serdes through their C codec, the serde itself when that raises.
+        if value is None:
+            data = None
+        elif self._fast_value is None:
+            data = self._ser_value(value, self._value_ctx)
+        else:
+            try:
+                data = self._fast_value(value)
+            except Exception:
+                data = self._ser_value(value, self._value_ctx)
         if self.check_round_trip and data is not None:
             self._check_round_trip(key, value, data)
-        self._buffer.put(self._key_bytes(key), data)
+        if key is None:
+            raise ValueError(f"store {self.name!r}: keys must not be None")
+        if self._fast_key is None:
+            key_bytes = self._ser_key(key, self._key_ctx)
+        else:
+            try:
+                key_bytes = self._fast_key(key)
+            except Exception:
+                key_bytes = self._ser_key(key, self._key_ctx)
+        if key_bytes is None:
+            raise ValueError(f"store {self.name!r}: key serde returned None for {key!r}")
+        self._buffer_put(key_bytes, data)
+        if type(key) is str:
+            cache = self._cache
+            if key in cache or len(cache) < CACHE_ENTRIES:
+                cache[key] = value
+                return
         self._cached_write(key, value)
 
     def put_uncached(self, key: Any, value: Any) -> None:

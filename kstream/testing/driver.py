@@ -187,7 +187,8 @@ class TopologyTestDriver:
         self._producer = FakeProducer(self.kafka, self._transactional_id)
         self._consumer = FakeConsumer(self.kafka, application_id)
         self._collector = KafkaRecordCollector(cast(Producer, self._producer), self.stats,
-                                               self.partition_count)
+                                               self.partition_count,
+                                               transactional=self._transactional_id is not None)
         self.committer = make_committer(processing_guarantee, cast(Consumer, self._consumer),
                                         cast(Producer, self._producer), self._collector,
                                         self.stats, COMMIT_TIMEOUT_S)

@@ -40,7 +40,10 @@ def test_internal_failure_stops_even_under_dead_letter(monkeypatch: pytest.Monke
     # own code had broken (a store call with impossible arguments).
     monkeypatch.setattr(KeyValueStore, "put", operator.truediv)
     where = r"kstream/dsl/.*counts-repartition\[0\]@0.*TypeError"
-    with TopologyTestDriver(_counting(), error_policy="dead_letter") as driver, \
+    # Unfused: a builtin called straight from a fused chain (here the stand-in store put)
+    # cannot be told from a user's builtin callback (`map_values(int)`), so it counts as the
+    # record's fault there; the aggregation's own frame is what marks kstream's code.
+    with TopologyTestDriver(_counting(), error_policy="dead_letter", fusion=False) as driver, \
             pytest.raises(InternalError, match=where) as info:
         driver.input_topic("in", StringSerde(), StringSerde()).pipe("k", "a")
     assert not isinstance(info.value, RecordError)

@@ -1,0 +1,43 @@
+"""C-level shortcuts for the built-in serdes on per-record paths (task sources, fused sinks,
+key-value store writes).
+
+Why: a serde call is a Python call per key and per value (a None check, a try, then the C
+codec); for the common StringSerde and JsonSerde the caller can call the C codec itself. A
+shortcut is only used for non-None data, and when it raises, the caller repeats the call
+through the real serde (with its context), so results and errors are exactly the serde's.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from ._json import JsonSerde
+from ._primitives import StringSerde
+
+_UTF8: Callable[[bytes], str] = functools.partial(str, encoding="utf-8")
+
+
+def fast_deserializer(serde: Any) -> Callable[[bytes], Any] | None:
+    """A C function equal to `serde.deserialize(data, ctx)` for non-None `data` that decodes,
+    or None when `serde` has no shortcut (subclasses never do: they may override)."""
+    kind = type(serde)
+    if kind is StringSerde:
+        return _UTF8
+    if kind is JsonSerde and serde._convert is None:
+        return orjson.loads
+    return None
+
+
+def fast_serializer(serde: Any) -> Callable[[Any], bytes] | None:
+    """A C function equal to `serde.serialize(obj, ctx)` for non-None `obj` that encodes, or
+    None when `serde` has no shortcut."""
+    kind = type(serde)
+    if kind is StringSerde:
+        return str.encode  # UTF-8; a non-str raises, and the caller asks the serde
+    if kind is JsonSerde and serde.default is None and serde.option is None:
+        return orjson.dumps
+    return None
