@@ -14,14 +14,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 from kstream._serde_defaults import effective
-from kstream.state.backend import Entry, RestoreSink, prefix_end, successor
+from kstream.state.backend import Entry, RestoreSink
 from kstream.state.global_backend import GlobalBackend, MemoryGlobalBackend, RocksDBGlobalBackend
-from serdes import Serde, SerdeContext, TupleKeySerde, prefix_range
+from kstream.state.scans import OrderedScans
+from serdes import Serde, SerdeContext, TupleKeySerde
 
 # Decoded values of recent lookups. A global table is a lookup table read on every record:
 # a larger cache than task stores have, emptied at once when full (an eviction scan of the
 # oldest entry costs O(deleted entries) in a dict and showed as the top cost in profiles).
-CACHE_ENTRIES = 65_536
+# 262,144 entries: a catalogue of 100k products fits whole (at 65,536 a third of uniform
+# lookups missed and went to RocksDB and the decoder: 0.58x of a raw dict loop instead of
+# the 0.6x asked for). Memory: the decoded values, ~50 MB for 100k small JSON objects.
+CACHE_ENTRIES = 262_144
 _MISSING = object()
 _LEGAL_NAME = re.compile(r"[A-Za-z0-9._-]+")
 
@@ -59,7 +63,7 @@ class GlobalStoreBuilder:
         return GlobalStore(self, backend, directory)
 
 
-class GlobalStore:
+class GlobalStore(OrderedScans):
     """Read-only key-value view of the whole topic, plus the engine's update hooks.
 
     Point reads go through a bounded cache of decoded values; invariant: the cache holds only
@@ -100,27 +104,6 @@ class GlobalStore:
                 cache.clear()
             cache[ck] = value
         return value
-
-    def range(self, from_key: Any = None, to_key: Any = None) -> Iterator[tuple[Any, Any]]:
-        """(key, value) pairs with from_key <= key <= to_key in key-byte order."""
-        lo = None if from_key is None else self._key_bytes(from_key)
-        hi = None if to_key is None else successor(self._key_bytes(to_key))
-        if lo is not None and hi is not None and lo >= hi:
-            return iter(())
-        return self._decoded(lo, hi)
-
-    def prefix_scan(self, prefix: Any) -> Iterator[tuple[Any, Any]]:
-        """Entries whose key starts with `prefix` (a tuple prefix with the ordered key serde,
-        else a key whose bytes are a byte prefix)."""
-        if self._ordered_keys:
-            lo, hi = prefix_range(prefix)
-            return self._decoded(lo, hi)
-        lo = self._key_bytes(prefix)
-        return self._decoded(lo, prefix_end(lo))
-
-    def all(self) -> Iterator[tuple[Any, Any]]:
-        """Every entry in key-byte order."""
-        return self._decoded(None, None)
 
     def approximate_count(self) -> int:
         return self.backend.approximate_count()

@@ -12,18 +12,19 @@ from pathlib import Path
 from typing import Any
 
 from kstream._serde_defaults import effective
-from kstream.state.backend import Backend, prefix_end, successor
+from kstream.state.backend import Backend
 from kstream.state.buffer import WriteBuffer
 from kstream.state.changelog import ChangelogCollector
 from kstream.state.round_trip import StoreRoundTripError, first_difference
-from serdes import Serde, SerdeContext, TupleKeySerde, prefix_range
+from kstream.state.scans import OrderedScans
+from serdes import Serde, SerdeContext, TupleKeySerde
 from serdes._fast import fast_serializer
 
 CACHE_ENTRIES = 10_000
 _MISSING = object()
 
 
-class KeyValueStore:
+class KeyValueStore(OrderedScans):
     """A task's key-value store: buffered writes, ordered scans, changelog on commit.
 
     Point reads go through a bounded cache of decoded values (hot keys skip the backend read
@@ -82,29 +83,6 @@ class KeyValueStore:
         if len(cache) >= CACHE_ENTRIES and ck not in cache:
             del cache[next(iter(cache))]  # oldest insertion first
         cache[ck] = value
-
-    def range(self, from_key: Any = None, to_key: Any = None) -> Iterator[tuple[Any, Any]]:
-        """(key, value) pairs with from_key <= key <= to_key in key order; None: unbounded."""
-        lo = None if from_key is None else self._key_bytes(from_key)
-        hi = None if to_key is None else successor(self._key_bytes(to_key))
-        if lo is not None and hi is not None and lo >= hi:
-            return iter(())
-        return self._decoded(lo, hi)
-
-    def prefix_scan(self, prefix: Any) -> Iterator[tuple[Any, Any]]:
-        """Entries whose key starts with `prefix`, in key order.
-
-        With the default ordered key serde `prefix` is a tuple and matches keys whose leading
-        elements equal it; with other key serdes it is a key whose bytes are a byte prefix.
-        """
-        if self._ordered_keys:
-            lo, hi = prefix_range(prefix)
-            return self._decoded(lo, hi)
-        lo = self._key_bytes(prefix)
-        return self._decoded(lo, prefix_end(lo))
-
-    def all(self) -> Iterator[tuple[Any, Any]]:
-        return self._decoded(None, None)
 
     def approximate_count(self) -> int:
         return self._buffer.approximate_count()
