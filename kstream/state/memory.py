@@ -19,18 +19,14 @@ class _MemorySink:
         self.delete = data.pop
 
 
-class MemoryBackend:
-    """Sorted in-memory bytes store. Its durability is the changelog."""
+class SortedMemoryData:
+    """A sorted in-memory bytes map: what a task store's and a global store's memory backends
+    share (they differ in how many offsets they keep). Its durability is the changelog."""
 
     path: Path | None = None
 
     def __init__(self) -> None:
         self._data: SortedBytesMap[bytes] = SortedBytesMap()
-        self._offset: int | None = None
-
-    @property
-    def committed_offset(self) -> int | None:
-        return self._offset
 
     def get(self, key: bytes) -> bytes | None:
         return self._data.get(key)
@@ -45,13 +41,7 @@ class MemoryBackend:
     def approximate_count(self) -> int:
         return len(self._data)
 
-    def copy_items(self) -> dict[bytes, bytes]:
-        """Every entry, copied in one C-level step: safe from another thread while the owning
-        one writes (the GIL holds for the copy; `range` is not, it settles the sorted index).
-        Interactive queries scan memory stores this way (kstream.queries)."""
-        return dict(self._data.items())
-
-    def write(self, entries: Iterable[Entry], offset: int | None) -> None:
+    def _apply(self, entries: Iterable[Entry]) -> None:
         data = self._data
         for key, value in entries:
             if value is None:
@@ -60,15 +50,39 @@ class MemoryBackend:
                 # A copy: some encoders return bytes that pin a much larger buffer (orjson
                 # keeps ~4 KB per value), and this backend keeps every value it is given.
                 data.set(key, bytes(memoryview(value)))
-        if offset is not None:
-            self._offset = offset
 
     def begin_restore(self) -> _MemorySink:
         return _MemorySink(self._data)
+
+    def close(self) -> None:
+        self._data.clear()
+
+
+class MemoryBackend(SortedMemoryData):
+    """A task store's memory backend: the map and one changelog offset."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._offset: int | None = None
+
+    @property
+    def committed_offset(self) -> int | None:
+        return self._offset
+
+    def copy_items(self) -> dict[bytes, bytes]:
+        """Every entry, copied in one C-level step: safe from another thread while the owning
+        one writes (the GIL holds for the copy; `range` is not, it settles the sorted index).
+        Interactive queries scan memory stores this way (kstream.queries)."""
+        return dict(self._data.items())
+
+    def write(self, entries: Iterable[Entry], offset: int | None) -> None:
+        self._apply(entries)
+        if offset is not None:
+            self._offset = offset
 
     def finish_restore(self, sink: object, offset: int) -> None:
         self._offset = offset
 
     def close(self) -> None:
-        self._data.clear()
+        super().close()
         self._offset = None

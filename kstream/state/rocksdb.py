@@ -19,8 +19,10 @@ _OFFSET_KEY = b"changelog-offset"
 _OFFSET = struct.Struct(">q")
 
 
-class RocksDBBackend:
-    """Sorted on-disk bytes store at `path`, sharing the process-wide memory budget."""
+class RocksDBData:
+    """Sorted on-disk bytes at `path`, sharing the process-wide memory budget, with a meta
+    column family for checkpoints; what a task store's and a global store's RocksDB backends
+    share (they differ in how many offsets they checkpoint)."""
 
     def __init__(self, path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
@@ -29,12 +31,6 @@ class RocksDBBackend:
         self._db: Rdict | None = Rdict(str(path), data_opts, column_families={META_CF: meta_opts})
         self._meta: Rdict | None = self._db.get_column_family(META_CF)
         self._meta_cf: ColumnFamily | None = self._db.get_column_family_handle(META_CF)
-        raw = self._meta.get(_OFFSET_KEY)
-        self._offset: int | None = None if raw is None else _OFFSET.unpack(raw)[0]
-
-    @property
-    def committed_offset(self) -> int | None:
-        return self._offset
 
     def _open(self) -> Rdict:
         if self._db is None:
@@ -55,17 +51,46 @@ class RocksDBBackend:
     def approximate_count(self) -> int:
         return self._open().property_int_value("rocksdb.estimate-num-keys") or 0
 
-    def write(self, entries: Iterable[Entry], offset: int | None) -> None:
+    @staticmethod
+    def _batch(entries: Iterable[Entry]) -> WriteBatch:
+        """The entries as one write batch (value None deletes); offsets are added to it."""
         batch = WriteBatch(raw_mode=True)
         for key, value in entries:
             if value is None:
                 batch.delete(key)
             else:
                 batch.put(key, value)
-        self._commit(batch, offset)
+        return batch
 
     def begin_restore(self) -> WriteBatch:
         return WriteBatch(raw_mode=True)
+
+    def close(self) -> None:
+        """Release every handle first: a live column-family handle keeps the DB locked."""
+        db = self._db
+        if db is None:
+            return
+        self._meta = None
+        self._meta_cf = None
+        self._db = None
+        db.close()
+
+
+class RocksDBBackend(RocksDBData):
+    """A task store's backend: one changelog offset, written in the data's batch."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        assert self._meta is not None
+        raw = self._meta.get(_OFFSET_KEY)
+        self._offset: int | None = None if raw is None else _OFFSET.unpack(raw)[0]
+
+    @property
+    def committed_offset(self) -> int | None:
+        return self._offset
+
+    def write(self, entries: Iterable[Entry], offset: int | None) -> None:
+        self._commit(self._batch(entries), offset)
 
     def finish_restore(self, sink: object, offset: int) -> None:
         assert isinstance(sink, WriteBatch)
@@ -79,13 +104,3 @@ class RocksDBBackend:
         self._open().write(batch)
         if offset is not None:
             self._offset = offset
-
-    def close(self) -> None:
-        """Release every handle first: a live column-family handle keeps the DB locked."""
-        db = self._db
-        if db is None:
-            return
-        self._meta = None
-        self._meta_cf = None
-        self._db = None
-        db.close()
