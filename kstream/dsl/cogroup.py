@@ -41,8 +41,8 @@ class CogroupedStream:
                   backend: str = "rocksdb") -> Table:
         """One aggregate per key over every input, starting from `initializer() ->
         aggregate`; each record folds in with its own stream's `aggregator(key, value,
-        aggregate) -> aggregate`. The result is a table (store `name`); aggregates are JSON
-        unless `value_serde` is given. Example::
+        aggregate) -> aggregate`. The result is a table (store `name`); aggregates use
+        `value_serde`, else the app's `default_value_serde`, else JSON. Example::
 
             >>> from kstream import StreamBuilder
             >>> from kstream.testing import TopologyTestDriver
@@ -60,14 +60,13 @@ class CogroupedStream:
             [100, 70]
         """
         first = self._inputs[0][0]
-        key_serde = first.key_serde_or_default()
-        agg_serde = (resolve(value_serde) if value_serde is not None
-                     else first._stream._builder.topology.serde_defaults.value(
-                         f"aggregate {name!r}"))
-        store = kv_store(name, key_serde=key_serde, value_serde=agg_serde,
-                         backend=backend)  # type: ignore[arg-type]
         builder = first._stream._builder
         topology = builder.topology
+        key_serde = first.key_serde_or_default()
+        agg_serde = (resolve(value_serde) if value_serde is not None
+                     else topology.serde_defaults.value(f"aggregate {name!r}"))
+        store = kv_store(name, key_serde=key_serde, value_serde=agg_serde,
+                         backend=backend)  # type: ignore[arg-type]
         nodes = []
         for i, (grouped, aggregator) in enumerate(self._inputs):
             stream = grouped.source_stream(f"{name}-cogroup-{i}", key_serde)

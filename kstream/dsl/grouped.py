@@ -125,8 +125,9 @@ class GroupedStream:
 
         The result is a table (store `name`, changelog `<application_id>-<name>-changelog`,
         queryable with `app.store(name)`); `value_serde` is the store's (and the result's)
-        value serde, JSON when not given (docs/serdes.md). `backend` "rocksdb" or "memory".
-        Records with a None key or value are not aggregated. Example::
+        value serde, else the app's `default_value_serde`, else JSON (docs/serdes.md).
+        `backend` "rocksdb" or "memory". Records with a None key or value are not
+        aggregated. Example::
 
             >>> from kstream import StreamBuilder
             >>> from kstream.testing import TopologyTestDriver

@@ -308,7 +308,8 @@ class Stream:
         Repartitions first (through `<application_id>-<name>-repartition`, `name` being the
         aggregation's) if an operator may have changed the key. `key_serde` is the key serde
         of that topic and of the store, `value_serde` the repartition topic's value serde;
-        each defaults to what the stream carries, else JSON (docs/serdes.md).
+        each defaults to what the stream carries, else the app's default serde, else JSON
+        (docs/serdes.md).
         """
         return GroupedStream(self, _maybe(key_serde), _maybe(value_serde), self.key_changed)
 

@@ -75,7 +75,7 @@ class WindowedGroupedStream:
                retention: int | timedelta | None = None) -> Table:
         """Combine each window's values with `reducer(aggregate, value) -> aggregate`; a
         window's first value is its initial aggregate (merged sessions are reduced too).
-        Aggregates are JSON unless `value_serde` is given."""
+        Aggregates use `value_serde`, else the app's `default_value_serde`, else JSON."""
 
         def adder(_key: Any, value: Any, agg: Any) -> Any:
             return value if agg is _MISSING else reducer(agg, value)
@@ -95,7 +95,8 @@ class WindowedGroupedStream:
                   backend: str = "rocksdb",
                   retention: int | timedelta | None = None) -> Table:
         """`adder(key, value, aggregate) -> aggregate` per window, from `initializer() ->
-        aggregate`; aggregates are JSON unless `value_serde` is given (docs/serdes.md).
+        aggregate`; aggregates use `value_serde`, else the app's `default_value_serde`, else
+        JSON (docs/serdes.md).
 
         Session windows also need `merger(key, agg1, agg2) -> agg` for bridged sessions.
         The result table is keyed by `serdes.Windowed(key, start, end)` (stream it out with
