@@ -164,14 +164,13 @@ class _Responder:
         return Record(pk, _RESP.pack(VERSION, flags, digest, partition) + data, timestamp)
 
 
-class SubscriptionReceiveOp(Processor):
-    """Right side: keep the subscription store current and answer each subscription with the
-    right table's current value for its FK, as its instruction says."""
+class _RightSideOp(Processor):
+    """What both right-side processors hold: the subscription store, the FK serde and a
+    responder writing to the response topic."""
 
-    def __init__(self, store: str, right: ValueGetter, fk_serde: Serde,
-                 right_value_serde: Serde, topic: str) -> None:
+    def __init__(self, store: str, fk_serde: Serde, right_value_serde: Serde,
+                 topic: str) -> None:
         self._store_name = store
-        self._right = right
         self._fk_serde = fk_serde
         self._responder = _Responder(right_value_serde, topic)
         self._ctx = SerdeContext(topic=topic)
@@ -180,6 +179,19 @@ class SubscriptionReceiveOp(Processor):
         self.context = context
         self._down = context._downstream
         self._store = context.get_store(self._store_name)
+
+
+class SubscriptionReceiveOp(_RightSideOp):
+    """Right side: keep the subscription store current and answer each subscription with the
+    right table's current value for its FK, as its instruction says."""
+
+    def __init__(self, store: str, right: ValueGetter, fk_serde: Serde,
+                 right_value_serde: Serde, topic: str) -> None:
+        super().__init__(store, fk_serde, right_value_serde, topic)
+        self._right = right
+
+    def init(self, context: ProcessorContext) -> None:
+        super().init(context)
         self._get_right = self._right.build(context)
 
     def process(self, record: Record) -> None:
@@ -211,21 +223,9 @@ class SubscriptionReceiveOp(Processor):
                                             record.timestamp))
 
 
-class ForeignChangeOp(Processor):
+class ForeignChangeOp(_RightSideOp):
     """Right side: a change of a right row answers every subscriber of its key (one prefix
     scan of the subscription store) with the new value."""
-
-    def __init__(self, store: str, fk_serde: Serde, right_value_serde: Serde,
-                 topic: str) -> None:
-        self._store_name = store
-        self._fk_serde = fk_serde
-        self._responder = _Responder(right_value_serde, topic)
-        self._ctx = SerdeContext(topic=topic)
-
-    def init(self, context: ProcessorContext) -> None:
-        self.context = context
-        self._down = context._downstream
-        self._store = context.get_store(self._store_name)
 
     def process(self, record: Record) -> None:
         if record.key is None:
