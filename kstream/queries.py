@@ -36,7 +36,7 @@ from kstream.errors import NotOwnedHereError, StoreNotAvailableError, UnknownSto
 from kstream.runtime.partitioner import partition_for_key as _murmur2_partition
 from kstream.state.backend import Backend, Entry
 from kstream.state.buffer import WriteBuffer
-from kstream.state.kv import KeyValueStore
+from kstream.state.kv import KeyValueStore, TimestampedKeyValueStore
 from kstream.state.memory import MemoryBackend
 from kstream.state.session_store import SessionStore, SessionStoreBuilder
 from kstream.state.window_store import (
@@ -439,9 +439,11 @@ def _copy_items(backend: MemoryBackend) -> dict[bytes, bytes]:
 def _committed_kv(store: KeyValueStore, key_serde: Serde, value_serde: Serde) -> KeyValueStore:
     """A KeyValueStore over `store`'s backend alone (empty buffer, fresh cache)."""
     reader = _CommittedReader(store.backend)
-    return KeyValueStore(store.name, WriteBuffer(reader, logged=False), store.backend,
-                         key_serde, value_serde, changelog_topic=store.changelog_topic,
-                         partition=store.partition, logging=False, task_dir=Path(store.task_dir))
+    # The same class as the store: a timestamped store's entries start with their timestamp.
+    view_class = type(store) if isinstance(store, TimestampedKeyValueStore) else KeyValueStore
+    return view_class(store.name, WriteBuffer(reader, logged=False), store.backend,
+                      key_serde, value_serde, changelog_topic=store.changelog_topic,
+                      partition=store.partition, logging=False, task_dir=Path(store.task_dir))
 
 
 def _take(entries: Any, limit: int | None) -> list[Any]:

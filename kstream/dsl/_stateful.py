@@ -12,7 +12,7 @@ from typing import Any
 
 from kstream.dsl._change import Change
 from kstream.dsl._ops import _Operator
-from kstream.dsl._table_ops import ValueGetter
+from kstream.dsl._table_ops import ValueGetter, timestamped_store
 from kstream.processor import Processor, ProcessorContext
 from kstream.record import Record
 from kstream.runtime.operator import Emitter, Fusable, FuseResult
@@ -24,6 +24,10 @@ Adder = Callable[[Any, Any, Any], Any]  # (key, value, aggregate) -> aggregate
 class AggregateOp(Processor, Fusable):
     """Folds each record into its key's aggregate in a store and forwards
     Change(previous aggregate, new aggregate) (its result is a table).
+
+    The update is stamped with the largest timestamp that contributed to the aggregate
+    (KIP-258), kept with it in the store (a timestamped store): an update caused by an older
+    record does not go back in time, before or after a restart.
 
     With `emit_on_commit`, updates are coalesced per key and emitted when the task commits
     (a record cache): fewer, later updates, the same final values; a coalesced change keeps
@@ -44,8 +48,8 @@ class AggregateOp(Processor, Fusable):
 
     def init(self, context: ProcessorContext) -> None:
         self.context = context
-        self._store = context.get_store(self._store_name)
-        self._get, self._put = self._store.get, self._store.put
+        self._store = timestamped_store(context, self._store_name)
+        self._get, self._put = self._store.get_with_timestamp, self._store.put_with_timestamp
         self._down = context._downstream
 
     def process(self, record: Record) -> None:
@@ -53,11 +57,15 @@ class AggregateOp(Processor, Fusable):
         if key is None or value is None:
             self.context._skip("null_key" if key is None else "null_value", record)
             return
-        old = aggregate = self._get(key)
-        if aggregate is None:
-            aggregate = self._initializer()
+        entry = self._get(key)
+        if entry is None:
+            old, aggregate = None, self._initializer()
+        else:
+            old = aggregate = entry[0]
+            if entry[1] > record.timestamp:
+                record.timestamp = entry[1]
         aggregate = self._adder(key, value, aggregate)
-        self._put(key, aggregate)
+        self._put(key, aggregate, record.timestamp)
         if self._emit_on_commit:
             earlier = self._pending.get(key)
             record.value = Change(old if earlier is None else earlier.value.old, aggregate)
@@ -72,15 +80,19 @@ class AggregateOp(Processor, Fusable):
         return not self._emit_on_commit
 
     def fuse(self, em: Emitter, depth: int, skip: str) -> FuseResult:
-        old, agg = em.local("old"), em.local("agg")
+        entry, old, agg = em.local("entry"), em.local("old"), em.local("agg")
         skip_fn = em.bind(self._skip_record, "skipagg")
         em.line(depth, "if key is None or value is None:")
         em.line(depth + 1, f"{skip_fn}(Record(key, value, ts, headers, TOPIC, PARTITION, "
                            f"offset)); {skip}")
-        em.line(depth, f"{old} = {agg} = {em.bind(self._get, 'aget')}(key)")
-        em.line(depth, f"if {agg} is None: {agg} = {em.bind(self._initializer, 'ainit')}()")
+        em.line(depth, f"{entry} = {em.bind(self._get, 'aget')}(key)")
+        em.line(depth, f"if {entry} is None: {old} = None; "
+                       f"{agg} = {em.bind(self._initializer, 'ainit')}()")
+        em.line(depth, "else:")
+        em.line(depth + 1, f"{old} = {agg} = {entry}[0]")
+        em.line(depth + 1, f"if {entry}[1] > ts: ts = {entry}[1]")
         em.line(depth, f"{agg} = {em.bind(self._adder, 'add')}(key, value, {agg})")
-        em.line(depth, f"{em.bind(self._put, 'aput')}(key, {agg})")
+        em.line(depth, f"{em.bind(self._put, 'aput')}(key, {agg}, ts)")
         em.line(depth, f"value = {em.bind(Change, 'Change')}({old}, {agg})")
         return FuseResult(depth, skip)
 

@@ -21,6 +21,7 @@ from kstream.dsl._change import Change
 from kstream.dsl._ops import _Operator
 from kstream.processor import Processor, ProcessorContext
 from kstream.record import Record
+from kstream.state.kv import TimestampedKeyValueStore
 
 Getter = Callable[[Any], Any]
 """key -> the table's current value (None: absent)."""
@@ -245,6 +246,15 @@ def _regrouped(record: Record, key: Any, change: Change) -> Record:
                   record.offset)
 
 
+def timestamped_store(context: ProcessorContext, name: str) -> TimestampedKeyValueStore:
+    """An aggregation's store; the DSL builds it timestamped (KeyValueStoreBuilder.timestamped)."""
+    store = context.get_store(name)
+    if not isinstance(store, TimestampedKeyValueStore):
+        raise TypeError(f"store {name!r} of {context.node_name!r} must be built with "
+                        "timestamped=True (an aggregation keeps its result's timestamp)")
+    return store
+
+
 class TableAggregateOp(_Operator):
     """Aggregates a re-grouped table: `subtractor(key, old value, agg)` then
     `adder(key, new value, agg)`, starting from `initializer()` (Kafka Streams'
@@ -261,14 +271,19 @@ class TableAggregateOp(_Operator):
 
     def init(self, context: ProcessorContext) -> None:
         super().init(context)
-        store = context.get_store(self._store_name)
-        self._get, self._put = store.get, store.put
+        store = timestamped_store(context, self._store_name)
+        self._get, self._put = store.get_with_timestamp, store.put_with_timestamp
 
     def process(self, record: Record) -> None:
         key, change = record.key, record.value
         if key is None:
             return
-        before = agg = self._get(key)
+        entry = self._get(key)
+        before = agg = None
+        if entry is not None:
+            before = agg = entry[0]
+            if entry[1] > record.timestamp:  # KIP-258: the largest contributing timestamp
+                record.timestamp = entry[1]
         if change.old is not None and agg is not None:
             agg = self._subtractor(key, change.old, agg)
         if change.new is not None:
@@ -280,6 +295,6 @@ class TableAggregateOp(_Operator):
                 agg = change.new
         if before is None and agg is None:
             return
-        self._put(key, agg)
+        self._put(key, agg, record.timestamp)
         record.value = Change(before, agg)
         self._down(record)

@@ -2,8 +2,10 @@
 
 Emit modes:
 * "update": every change of a window's aggregate goes downstream at once, stamped with the
-  time of the record that caused it; a session replaced by a merge is retracted with a
-  tombstone (value None).
+  largest record time the window holds (KIP-258: an update caused by an older record does
+  not go back in time; time windows keep it with the aggregate in a timestamped store,
+  sliding windows in their value, sessions as their end); a session replaced by a merge is
+  retracted with a tombstone (value None) stamped with its end.
 * "final": one result per window when it closes (stream time >= close time). Which windows
   still owe a result lives in a changelog-backed index store, keyed by close time; emitting
   deletes the entry in the same transaction as the result (see PendingEmits), so under
@@ -31,7 +33,7 @@ from kstream.errors import STAGE_LATE, LateRecord, RecordError, dead_letter_head
 from kstream.processor import Processor, ProcessorContext
 from kstream.record import Record
 from kstream.runtime.operator import Emitter, Fusable, FuseResult
-from kstream.state.kv import KeyValueStore
+from kstream.state.kv import NO_TIMESTAMP, KeyValueStore
 from kstream.state.window_store import OFFSET, SegmentedStore, decode_store_key
 from serdes import Serde, SerdeContext, Windowed
 
@@ -187,10 +189,11 @@ class TimeWindowAggregateOp(_WindowedAggregate, Fusable):
     """Tumbling and hopping windows: each record updates every open window holding it.
 
     Hot path: windows updated since the last commit live in a dict `(key, start) ->
-    [Windowed, aggregate]` and reach the store once per commit (flush_cache, called by the
-    task before the stores send their changelogs), or before final results are emitted or
-    segments expire. An update is then a dict lookup and the adder: no key encoding or
-    value (de)serialization per record. Unhashable keys bypass the dict.
+    [Windowed, aggregate, largest record time]` and reach the store once per commit
+    (flush_cache, called by the task before the stores send their changelogs), or before
+    final results are emitted or segments expire. An update is then a dict lookup and the
+    adder: no key encoding or value (de)serialization per record. Unhashable keys bypass the
+    dict.
 
     Tumbling windows with emit="update" also have a fused form (`fuse`, beside `process`).
     """
@@ -229,6 +232,10 @@ class TimeWindowAggregateOp(_WindowedAggregate, Fusable):
                 if entry is None:
                     entry = self._load(key, start, ck)
                 entry[1] = agg = self._adder(key, value, entry[1])
+                if entry[2] > ts:
+                    record.timestamp = entry[2]
+                else:
+                    entry[2] = ts
                 if self._pending is None:
                     record.key = entry[0]
                     record.value = agg
@@ -264,6 +271,8 @@ class TimeWindowAggregateOp(_WindowedAggregate, Fusable):
         em.line(depth, f"if {entry} is None: {entry} = {op}._load(key, {start}, {ck})")
         em.line(depth, f"{entry}[1] = {agg} = {em.bind(self._adder, 'wadd')}(key, value, "
                        f"{entry}[1])")
+        em.line(depth, f"if {entry}[2] > ts: ts = {entry}[2]")
+        em.line(depth, f"else: {entry}[2] = ts")
         em.line(depth, f"key = {entry}[0]; value = {agg}")
         return FuseResult(depth, skip)
 
@@ -284,8 +293,10 @@ class TimeWindowAggregateOp(_WindowedAggregate, Fusable):
             if entry is None:
                 entry = self._load(key, start, ck)
             entry[1] = agg = self._adder(key, value, entry[1])
+            if entry[2] < ts:
+                entry[2] = ts
             if self._pending is None:
-                self._down(Record(entry[0], agg, ts, _copy(record.headers), record.topic,
+                self._down(Record(entry[0], agg, entry[2], _copy(record.headers), record.topic,
                                   record.partition, record.offset))
         if not updated:
             self._late(record, st)
@@ -295,12 +306,14 @@ class TimeWindowAggregateOp(_WindowedAggregate, Fusable):
         end = start + self._size
         store = self._store
         skey = store.store_key(store.key_bytes(key), start, end)
-        agg = store.get_raw(skey)
-        if agg is None:
-            agg = self._init()
+        found = store.get_raw_with_timestamp(skey)
+        if found is None:
+            agg, stamp = self._init(), NO_TIMESTAMP
             if self._pending is not None:
                 self._pending.add(end + self._grace, skey)
-        entry = self._dirty[ck] = [Windowed(key, start, end), agg]
+        else:
+            agg, stamp = found
+        entry = self._dirty[ck] = [Windowed(key, start, end), agg, stamp]
         if len(self._dirty) > self.MAX_DIRTY:
             self.flush_cache()
         return entry
@@ -311,9 +324,9 @@ class TimeWindowAggregateOp(_WindowedAggregate, Fusable):
         if not dirty:
             return
         store = self._store
-        key_bytes, store_key, put = store.key_bytes, store.store_key, store.put_raw
-        for window, agg in dirty.values():
-            put(store_key(key_bytes(window.key), window.start, window.end), agg)
+        key_bytes, store_key, put = store.key_bytes, store.store_key, store.put_raw_with_timestamp
+        for window, agg, stamp in dirty.values():
+            put(store_key(key_bytes(window.key), window.start, window.end), agg, stamp)
         dirty.clear()
 
     def discard_cache(self) -> None:
@@ -405,7 +418,7 @@ class SlidingWindowAggregateOp(_WindowedAggregate):
             start, end = ts + 1, ts + 1 + d
             skey = store.store_key(kb, start, end)
             store.put_raw(skey, right_agg)
-            self._created(record, key, skey, start, end, right_agg[1])
+            self._created(record, key, skey, start, end, right_agg[1], right_agg[0])
         return updated
 
     def _update(self, record: Record, key: Any, skey: bytes, start: int, end: int,
@@ -413,23 +426,25 @@ class SlidingWindowAggregateOp(_WindowedAggregate):
         if end < cut:
             return False
         agg = self._adder(key, record.value, self._init() if val is None else val[1])
-        self._store.put_raw(skey, (record.timestamp if val is None
-                                   else max(record.timestamp, val[0]), agg))
+        stamp = record.timestamp if val is None else max(record.timestamp, val[0])
+        self._store.put_raw(skey, (stamp, agg))
         if new:
-            self._created(record, key, skey, start, end, agg)
+            self._created(record, key, skey, start, end, agg, stamp)
         elif self._pending is None:
-            self._forward(record, key, start, end, agg)
+            self._forward(record, key, start, end, agg, stamp)
         return True
 
     def _created(self, record: Record, key: Any, skey: bytes, start: int, end: int,
-                 agg: Any) -> None:
+                 agg: Any, stamp: int) -> None:
         if self._pending is not None:
             self._pending.add(end + self._grace + 1, skey)
         else:
-            self._forward(record, key, start, end, agg)
+            self._forward(record, key, start, end, agg, stamp)
 
-    def _forward(self, record: Record, key: Any, start: int, end: int, agg: Any) -> None:
-        self._down(Record(Windowed(key, start, end), agg, record.timestamp,
+    def _forward(self, record: Record, key: Any, start: int, end: int, agg: Any,
+                 stamp: int) -> None:
+        """Stamped with the window's largest record time (KIP-258)."""
+        self._down(Record(Windowed(key, start, end), agg, stamp,
                           _copy(record.headers), record.topic, record.partition, record.offset))
 
     def _emit_final(self, skey: bytes) -> None:
@@ -505,7 +520,7 @@ class SessionWindowAggregateOp(_WindowedAggregate):
             if pending is not None:
                 pending.remove(e + self._close_after_end, skey)
             else:
-                self._down(Record(Windowed(key, s, e), None, ts, _copy(record.headers),
+                self._down(Record(Windowed(key, s, e), None, e, _copy(record.headers),
                                   record.topic, record.partition, record.offset))
         agg = self._adder(key, record.value, agg)
         skey = existing or store.session_key(kb, start, end)  # type: ignore[attr-defined]
@@ -516,6 +531,7 @@ class SessionWindowAggregateOp(_WindowedAggregate):
         else:
             record.key = Windowed(key, start, end)
             record.value = agg
+            record.timestamp = end  # the session's largest record time (KIP-258)
             self._down(record)
         return True
 

@@ -67,6 +67,7 @@ class CogroupedStream:
                      else topology.serde_defaults.value(f"aggregate {name!r}"))
         store = kv_store(name, key_serde=key_serde, value_serde=agg_serde,
                          backend=backend)  # type: ignore[arg-type]
+        store.timestamped = True  # the result keeps its largest contributing timestamp
         nodes = []
         for i, (grouped, aggregator) in enumerate(self._inputs):
             stream = grouped.source_stream(f"{name}-cogroup-{i}", key_serde)

@@ -128,6 +128,9 @@ class WindowedGroupedStream:
                 else agg_serde
             store = window_store(name, retention_ms=keep, key_serde=key_serde,  # type: ignore[assignment]
                                  value_serde=stored, backend=backend)  # type: ignore[arg-type]
+            # Time windows keep their largest record time beside the aggregate (KIP-258); sliding
+            # windows have it in their value.
+            store.timestamped = not isinstance(windows, SlidingWindows)
         index = None
         if emit == "final":
             index = kv_store(f"{name}-pending-final", key_serde=BytesSerde(),

@@ -86,7 +86,8 @@ class KafkaRecordCollector:
 
     def send_changelogs(self, topic: str, partition: int,
                         entries: Sequence[tuple[bytes, bytes | None]], timestamp: int,
-                        on_delivery: Callable[[KafkaError | None, Any], None]) -> None:
+                        on_delivery: Callable[[KafkaError | None, Any], None],
+                        timestamps: Sequence[int] | None = None) -> None:
         """One commit's records of a store partition, in order; `on_delivery(err, msg)` learns
         their offsets.
 
@@ -94,7 +95,8 @@ class KafkaRecordCollector:
         the partition, so its offset is the highest, and any failed record fails
         commit_transaction, so the store never applies writes whose changelog was lost. That
         saves a Python callback per changelog record (most of a stateful commit's cost).
-        Outside a transaction every record reports, as `send_changelog` does.
+        Outside a transaction every record reports, as `send_changelog` does. `timestamps`, if
+        given, stamps each record (a timestamped store's); else all get `timestamp`.
         """
         if not entries:
             return
@@ -110,6 +112,8 @@ class KafkaRecordCollector:
         last = len(entries) - 1
         for i, (key, value) in enumerate(entries):
             callback = delivered if i == last else middle
+            if timestamps is not None:
+                timestamp = timestamps[i]
             try:
                 # The callback slot, not on_delivery (see send_changelog); None falls back to
                 # the producer-wide callback, which exists only outside transactions.

@@ -6,7 +6,9 @@ The builder's name is the store's identity: it names the changelog topic
 
 from __future__ import annotations
 
+import logging
 import re
+import shutil
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,13 +16,14 @@ from kstream._serde_defaults import DefaultSerde
 from kstream.state.backend import Backend
 from kstream.state.buffer import WriteBuffer
 from kstream.state.changelog import ChangeloggingLayer, UnloggedLayer
-from kstream.state.kv import KeyValueStore
+from kstream.state.kv import KeyValueStore, TimestampedKeyValueStore
 from kstream.state.memory import MemoryBackend
-from kstream.state.rocksdb import RocksDBBackend
+from kstream.state.rocksdb import PLAIN_LAYOUT, TIMESTAMPED_LAYOUT, RocksDBBackend
 from serdes import JsonSerde, Serde, TupleKeySerde, resolve
 
 BackendName = Literal["rocksdb", "memory"]
 _BACKENDS = ("rocksdb", "memory")
+log = logging.getLogger("kstream.state")
 _LEGAL_NAME = re.compile(r"[A-Za-z0-9._-]+")
 
 
@@ -35,6 +38,9 @@ class KeyValueStoreBuilder:
         self.backend = backend
         self.logging = logging
         self.changelog_config = changelog_config
+        # Set by the DSL's aggregations: entries carry the timestamp of their result (KIP-258;
+        # kstream.state.kv.TimestampedKeyValueStore).
+        self.timestamped = False
 
     def __repr__(self) -> str:
         return f"kv_store({self.name!r}, backend={self.backend!r}, logging={self.logging})"
@@ -47,13 +53,36 @@ class KeyValueStoreBuilder:
         return {"cleanup.policy": "compact", **self.changelog_config}
 
     def build(self, task_dir: Path, partition: int, changelog_topic: str) -> KeyValueStore:
-        backend: Backend = (RocksDBBackend(task_dir / self.name) if self.backend == "rocksdb"
+        backend: Backend = (self._rocksdb(task_dir / self.name) if self.backend == "rocksdb"
                             else MemoryBackend())
-        inner = (ChangeloggingLayer(backend, self.name, changelog_topic, partition)
+        inner = (ChangeloggingLayer(backend, self.name, changelog_topic, partition,
+                                    timestamped=self.timestamped)
                  if self.logging else UnloggedLayer(backend))
-        return KeyValueStore(self.name, WriteBuffer(inner, logged=self.logging), backend,
-                             self.key_serde, self.value_serde, changelog_topic=changelog_topic,
-                             partition=partition, logging=self.logging, task_dir=task_dir)
+        store_class = TimestampedKeyValueStore if self.timestamped else KeyValueStore
+        return store_class(self.name, WriteBuffer(inner, logged=self.logging), backend,
+                           self.key_serde, self.value_serde, changelog_topic=changelog_topic,
+                           partition=partition, logging=self.logging, task_dir=task_dir)
+
+    def _rocksdb(self, path: Path) -> RocksDBBackend:
+        """The store's database, in this builder's entry layout.
+
+        Invariant: a database holds entries of one layout, named in its meta column family. One
+        in the other layout (a store written before aggregations kept timestamps, or a layout
+        changed by new code) is deleted: the changelog, whose values are plain in both layouts,
+        restores it from the beginning.
+        """
+        layout = TIMESTAMPED_LAYOUT if self.timestamped else PLAIN_LAYOUT
+        backend = RocksDBBackend(path)
+        if backend.layout(default=PLAIN_LAYOUT) == layout:
+            return backend
+        if backend.committed_offset is not None or next(backend.range(None, None), None):
+            log.warning("event=store_layout_changed store=%s path=%s layout=%s: the local "
+                        "state is rebuilt from the changelog", self.name, path, layout)
+            backend.close()
+            shutil.rmtree(path)
+            backend = RocksDBBackend(path)
+        backend.set_layout(layout)
+        return backend
 
 
 def kv_store(name: str, *, key_serde: Any = None, value_serde: Any = None,

@@ -7,12 +7,15 @@ offset Kafka acknowledged, so a restore knows where the local state stands.
 
 from __future__ import annotations
 
+import struct
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol, cast
 
 from kstream.state.backend import Backend, Entry
 from kstream.state.errors import ChangelogWriteError
+
+_TS = struct.Struct(">q")  # a timestamped entry's prefix (kstream.state.kv)
 
 
 class ChangelogCollector(Protocol):
@@ -28,14 +31,19 @@ class BulkChangelogCollector(ChangelogCollector, Protocol):
 
     def send_changelogs(self, topic: str, partition: int,
                         entries: Sequence[tuple[bytes, bytes | None]], timestamp: int,
-                        on_delivery: Callable[[Any, Any], None]) -> None: ...
+                        on_delivery: Callable[[Any, Any], None],
+                        timestamps: Sequence[int] | None = None) -> None: ...
 
 
 class ChangeloggingLayer:
     """Logs entries to `topic`/`partition`, then applies them with the acknowledged offset."""
 
-    def __init__(self, backend: Backend, store_name: str, topic: str, partition: int) -> None:
+    def __init__(self, backend: Backend, store_name: str, topic: str, partition: int,
+                 timestamped: bool = False) -> None:
         self.backend = backend
+        # Entries of a timestamped store (kstream.state.kv.TimestampedKeyValueStore) start with
+        # their timestamp: the changelog gets the plain value, stamped with it.
+        self.timestamped = timestamped
         self.store_name = store_name
         self.topic = topic
         self.partition = partition
@@ -49,20 +57,25 @@ class ChangeloggingLayer:
         self.approximate_count = backend.approximate_count
 
     def send(self, entries: list[Entry], collector: ChangelogCollector) -> None:
-        """Produce one changelog record per entry; the commit's wall-clock time stamps them."""
+        """Produce one changelog record per entry, stamped with the commit's wall-clock time
+        (a timestamped store's entries: with their own timestamp, when they have one)."""
         if not entries:
             return
         timestamp = int(time.time() * 1000)
+        timestamps: list[int] | None = None
+        if self.timestamped:
+            entries, timestamps = _split_timestamps(entries, timestamp)
         topic, partition = self.topic, self.partition
         on_delivery = self._delivery_callback()
         bulk = getattr(collector, "send_changelogs", None)
         if bulk is not None:
             cast(BulkChangelogCollector, collector).send_changelogs(
-                topic, partition, entries, timestamp, on_delivery)
+                topic, partition, entries, timestamp, on_delivery, timestamps)
             return
         send = collector.send_changelog
-        for key, value in entries:
-            send(topic, partition, key, value, timestamp, on_delivery)
+        for i, (key, value) in enumerate(entries):
+            send(topic, partition, key, value,
+                 timestamp if timestamps is None else timestamps[i], on_delivery)
 
     def _delivery_callback(self) -> Callable[[Any, Any], None]:
         generation = self._generation
@@ -98,6 +111,23 @@ class ChangeloggingLayer:
     def discard(self) -> None:
         self._generation += 1
         self._errors.clear()
+
+
+def _split_timestamps(entries: list[Entry], now: int) -> tuple[list[Entry], list[int]]:
+    """Plain values and record timestamps of timestamped entries. A delete, or an entry
+    written without a timestamp (negative), is stamped `now`."""
+    plain: list[Entry] = []
+    stamps: list[int] = []
+    unpack = _TS.unpack_from
+    for key, value in entries:
+        if value is None:
+            plain.append((key, None))
+            stamps.append(now)
+        else:
+            ts = unpack(value)[0]
+            plain.append((key, value[8:]))
+            stamps.append(ts if ts >= 0 else now)
+    return plain, stamps
 
 
 class UnloggedLayer:

@@ -7,6 +7,7 @@ to the layers below (write buffer -> change-logging -> backend).
 from __future__ import annotations
 
 import contextlib
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -197,3 +198,110 @@ class KeyValueStore(OrderedScans):
         self._buffer.discard()
         self._cache.clear()
         self.backend.close()
+
+
+_TS = struct.Struct(">q")
+NO_TIMESTAMP = -1
+"""The timestamp of an entry written without one (`put`): its changelog record is stamped with
+the commit's time, as a plain store's are."""
+
+
+class TimestampedKeyValueStore(KeyValueStore):
+    """A store whose entries carry a timestamp: the aggregations' stores (KIP-258).
+
+    Why: an aggregate's output is stamped with the largest timestamp that contributed to it, so
+    an update caused by an older record does not go back in time; that timestamp must survive
+    a restart, so it lives with the value.
+
+    Layout, as Kafka Streams': locally `timestamp (8 bytes, signed big-endian) | value bytes`;
+    in the changelog the plain value bytes, stamped with that timestamp (so a changelog reads
+    the same as a plain store's, and `restore_stores` rebuilds the prefix from the record
+    timestamp). `get` and scans return plain values; the cache holds (value, timestamp).
+    """
+
+    timestamped = True
+
+    def get(self, key: Any) -> Any:
+        entry = self.get_with_timestamp(key)
+        return None if entry is None else entry[0]
+
+    def get_with_timestamp(self, key: Any) -> tuple[Any, int] | None:
+        """(value, timestamp) of `key`, or None."""
+        ck: Any = key if type(key) is str else (type(key), key)
+        try:
+            entry = self._cache.get(ck, _MISSING)
+        except TypeError:  # unhashable key: no caching
+            ck, entry = _MISSING, _MISSING
+        if entry is not _MISSING:
+            return entry
+        data = self._buffer.get(self._key_bytes(key))
+        entry = None if data is None else (self._de_value(data[8:], self._value_ctx),
+                                           _TS.unpack_from(data)[0])
+        if ck is not _MISSING:
+            self._remember(ck, entry)
+        return entry
+
+    def put(self, key: Any, value: Any) -> None:
+        """A write with no timestamp (NO_TIMESTAMP): the DSL's aggregations use
+        `put_with_timestamp`; this is for processors that share the store."""
+        self.put_with_timestamp(key, value, NO_TIMESTAMP)
+
+    def put_with_timestamp(self, key: Any, value: Any, timestamp: int) -> None:
+        """Buffer a write of `value` stamped `timestamp`; value None deletes."""
+        # Hot path (one call per aggregated record), inlined as KeyValueStore.put.
+        if value is None:
+            data = None
+        else:
+            if self._fast_value is None:
+                raw = self._ser_value(value, self._value_ctx)
+            else:
+                try:
+                    raw = self._fast_value(value)
+                except Exception:
+                    raw = self._ser_value(value, self._value_ctx)
+            if self.check_round_trip and raw is not None:
+                self._check_round_trip(key, value, raw)
+            data = _TS.pack(timestamp) + (raw or b"")
+        if key is None:
+            raise ValueError(f"store {self.name!r}: keys must not be None")
+        if self._fast_key is None:
+            key_bytes = self._ser_key(key, self._key_ctx)
+        else:
+            try:
+                key_bytes = self._fast_key(key)
+            except Exception:
+                key_bytes = self._ser_key(key, self._key_ctx)
+        if key_bytes is None:
+            raise ValueError(f"store {self.name!r}: key serde returned None for {key!r}")
+        self._buffer_put(key_bytes, data)
+        self._cached_write(key, None if value is None else (value, timestamp))
+
+    def put_uncached(self, key: Any, value: Any) -> None:
+        self.put_with_timestamp(key, value, NO_TIMESTAMP)
+
+    def range_bytes(self, lo: bytes, hi: bytes) -> list[tuple[bytes, Any]]:
+        de_value, value_ctx = self._de_value, self._value_ctx
+        return [(key, de_value(value[8:], value_ctx)) for key, value in self._buffer.range(lo, hi)]
+
+    def range_bytes_with_timestamps(self, lo: bytes, hi: bytes
+                                    ) -> list[tuple[bytes, Any, int]]:
+        """(key bytes, value, timestamp) with lo <= key bytes < hi."""
+        de_value, value_ctx, unpack = self._de_value, self._value_ctx, _TS.unpack_from
+        return [(key, de_value(value[8:], value_ctx), unpack(value)[0])
+                for key, value in self._buffer.range(lo, hi)]
+
+    def _decoded(self, lo: bytes | None, hi: bytes | None) -> Iterator[tuple[Any, Any]]:
+        de_key, de_value = self._de_key, self._de_value
+        key_ctx, value_ctx = self._key_ctx, self._value_ctx
+        for key, value in self._buffer.range(lo, hi):
+            yield de_key(key, key_ctx), de_value(value[8:], value_ctx)
+
+
+def split_timestamp(data: bytes) -> tuple[bytes, int]:
+    """(value bytes, timestamp) of a timestamped store's local entry."""
+    return data[8:], _TS.unpack_from(data)[0]
+
+
+def with_timestamp(value: bytes, timestamp: int) -> bytes:
+    """A timestamped store's local entry for changelog value bytes stamped `timestamp`."""
+    return _TS.pack(timestamp) + value

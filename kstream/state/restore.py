@@ -10,6 +10,7 @@ interrupted restore resumes where it stopped. Nothing here waits forever.
 from __future__ import annotations
 
 import logging
+import struct
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ METADATA_BACKOFF_S = 0.2
 PROGRESS_INTERVAL_S = 2.0
 POLL_TIMEOUT_S = 0.2
 
+_TS = struct.Struct(">q")  # kstream.state.kv.TimestampedKeyValueStore's entry prefix
 _TRUNCATED = {KafkaError._AUTO_OFFSET_RESET, KafkaError.OFFSET_OUT_OF_RANGE}
 
 
@@ -350,6 +352,7 @@ def _apply_batch(msgs: list[Any], by_key: dict[tuple[str, int], _Target],
     cur_topic: str | None = None
     cur_part = -1
     put = delete = None
+    stamped = False
     last = None
     count = 0
     seg_start = 0  # count when the current target's run of records began
@@ -370,6 +373,7 @@ def _apply_batch(msgs: list[Any], by_key: dict[tuple[str, int], _Target],
                 target.sink = target.store.backend.begin_restore()
                 touched.append(target)
             put, delete = target.sink.put, target.sink.delete
+            stamped = getattr(target.store, "timestamped", False)
         key = msg.key()
         last = msg
         count += 1
@@ -378,6 +382,8 @@ def _apply_batch(msgs: list[Any], by_key: dict[tuple[str, int], _Target],
         value = msg.value()
         if value is None:
             delete(key)  # type: ignore[misc]
+        elif stamped:  # a timestamped store: its entries start with the record timestamp
+            put(key, _TS.pack(msg.timestamp()[1]) + value)  # type: ignore[misc]
         else:
             put(key, value)  # type: ignore[misc]
     if target is not None:

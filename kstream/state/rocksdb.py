@@ -16,6 +16,9 @@ from kstream.state.backend import Entry
 from kstream.state.rocksdb_memory import META_CF, shared_options
 
 _OFFSET_KEY = b"changelog-offset"
+_LAYOUT_KEY = b"entry-layout"
+PLAIN_LAYOUT = b"plain"
+TIMESTAMPED_LAYOUT = b"timestamped"  # kstream.state.kv.TimestampedKeyValueStore's entries
 _OFFSET = struct.Struct(">q")
 
 
@@ -91,6 +94,17 @@ class RocksDBBackend(RocksDBData):
 
     def write(self, entries: Iterable[Entry], offset: int | None) -> None:
         self._commit(self._batch(entries), offset)
+
+    def layout(self, default: bytes) -> bytes:
+        """How the entries are laid out (see KeyValueStoreBuilder._rocksdb); databases
+        written before the layout was recorded have none: `default`."""
+        assert self._meta is not None
+        found = self._meta.get(_LAYOUT_KEY)
+        return default if found is None else bytes(found)
+
+    def set_layout(self, layout: bytes) -> None:
+        assert self._meta is not None
+        self._meta[_LAYOUT_KEY] = layout
 
     def finish_restore(self, sink: object, offset: int) -> None:
         assert isinstance(sink, WriteBatch)

@@ -27,7 +27,7 @@ from kstream._serde_defaults import DefaultSerde
 from kstream.state.backend import Backend
 from kstream.state.builder import BackendName, kv_store
 from kstream.state.changelog import ChangelogCollector
-from kstream.state.kv import KeyValueStore
+from kstream.state.kv import KeyValueStore, TimestampedKeyValueStore
 from serdes import BytesSerde, JsonSerde, Serde, SerdeContext, Windowed, resolve
 
 OFFSET = 1 << 63
@@ -122,6 +122,25 @@ class SegmentedStore:
     def put_raw(self, skey: bytes, value: Any) -> None:
         """value None deletes (a tombstone in the changelog)."""
         self._put(skey, value)
+
+    @property
+    def timestamped(self) -> bool:
+        """Entries keep their largest record time (a time-window aggregation's store)."""
+        return isinstance(self.kv, TimestampedKeyValueStore)
+
+    def get_raw_with_timestamp(self, skey: bytes) -> tuple[Any, int] | None:
+        """(value, timestamp) of a timestamped store's entry, or None."""
+        return self._timestamped_kv().get_with_timestamp(skey)
+
+    def put_raw_with_timestamp(self, skey: bytes, value: Any, timestamp: int) -> None:
+        self._timestamped_kv().put_with_timestamp(skey, value, timestamp)
+
+    def _timestamped_kv(self) -> TimestampedKeyValueStore:
+        kv = self.kv
+        if not isinstance(kv, TimestampedKeyValueStore):
+            raise TypeError(f"store {self.name!r} keeps no timestamps (build it with "
+                            "timestamped=True)")
+        return kv
 
     def append_raw(self, skey: bytes, value: Any) -> None:
         """Write an entry that is never read back by its key (a join buffer's record)."""
@@ -275,6 +294,15 @@ class SegmentedStoreBuilder:
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({self.name!r}, backend={self.backend!r}, "
                 f"retention_ms={self.retention_ms}, logging={self.logging})")
+
+    @property
+    def timestamped(self) -> bool:
+        """Entries keep their largest record time (set by time-window aggregations)."""
+        return self._kv.timestamped
+
+    @timestamped.setter
+    def timestamped(self, value: bool) -> None:
+        self._kv.timestamped = value
 
     def changelog_topic(self, application_id: str) -> str:
         return self._kv.changelog_topic(application_id)

@@ -20,9 +20,10 @@ def test_session_update_merges_with_tombstones(backend: str) -> None:
         pipe(driver, INPUT)
         assert outputs(driver) == [
             ("a", 0, 0, 1, 0), ("a", 18, 18, 1, 18), ("b", 3, 3, 1, 3),
-            # 9 bridges [0,0] and [18,18]: both are retracted, the merged session emitted
-            ("a", 0, 0, None, 9), ("a", 18, 18, None, 9), ("a", 0, 18, 3, 9),
-            ("a", 0, 18, 4, 5),    # inside the session: an in-place update
+            # 9 bridges [0,0] and [18,18]: both are retracted, the merged session emitted;
+            # each stamped with its session's end, its largest record time (KIP-258)
+            ("a", 0, 0, None, 0), ("a", 18, 18, None, 18), ("a", 0, 18, 3, 18),
+            ("a", 0, 18, 4, 18),   # inside the session: an in-place update
             ("a", 40, 40, 1, 40),  # more than the gap after 18: a new session
             ("a", 29, 29, 1, 29),  # 11 after 18 and 11 before 40: a session of its own
             ("a", 100, 100, 1, 100),
@@ -46,8 +47,8 @@ def test_session_bridging_record_merges_three_sessions_into_one() -> None:
     with count_driver(SessionWindows(5, grace=100)) as driver:
         pipe(driver, [("k", 0), ("k", 20), ("k", 10), ("k", 5), ("k", 15)])
         out = outputs(driver)
-        assert out[-3:] == [("k", 0, 10, None, 15), ("k", 20, 20, None, 15),
-                            ("k", 0, 20, 5, 15)]
+        assert out[-3:] == [("k", 0, 10, None, 10), ("k", 20, 20, None, 20),
+                            ("k", 0, 20, 5, 20)]
 
 
 def _brute_force(times: list[int], gap: int) -> dict[tuple[int, int], int]:
@@ -81,8 +82,8 @@ def test_update_mode_bridges_a_closed_session_as_kafka_streams_does() -> None:
     records = [("a", 0), ("a", 16), ("a", 10)]
     with count_driver(SessionWindows(10, grace=5)) as driver:
         pipe(driver, records)
-        assert outputs(driver)[2:] == [("a", 0, 0, None, 10), ("a", 16, 16, None, 10),
-                                       ("a", 0, 16, 3, 10)]
+        assert outputs(driver)[2:] == [("a", 0, 0, None, 0), ("a", 16, 16, None, 16),
+                                       ("a", 0, 16, 3, 16)]
         assert late_count(driver) == 0
     with count_driver(SessionWindows(10, grace=5), emit="final") as driver:
         pipe(driver, [*records, ("z", 100)])

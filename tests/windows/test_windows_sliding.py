@@ -23,8 +23,9 @@ def test_sliding_update() -> None:
             ("a", 16, 26, 1, 22), ("a", 12, 22, 2, 22),
             # 12 arrives out of order (stream time 22): [5,15] is closed; [11,21] and [12,22]
             # take it; its own right window [13,23] holds 15 and 22; its left window [2,12]
-            # is already closed.
-            ("a", 11, 21, 2, 12), ("a", 12, 22, 3, 12), ("a", 13, 23, 2, 12),
+            # is already closed. Each update is stamped with its window's largest record time
+            # (KIP-258), not 12.
+            ("a", 11, 21, 2, 15), ("a", 12, 22, 3, 22), ("a", 13, 23, 2, 22),
             ("a", 30, 40, 1, 40),
         ]
         assert late_count(driver) == 0

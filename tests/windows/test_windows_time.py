@@ -57,7 +57,8 @@ def test_hopping_update_updates_every_open_window() -> None:
             # a@4 late: its only window [0,10) closed at 10
             ("a", 10, 20, 2, 16), ("a", 15, 25, 1, 16),
             # a@9 late: [0,10) and [5,15) both closed
-            ("a", 10, 20, 3, 14),  # [5,15) closed, [10,20) still open
+            # [5,15) closed, [10,20) still open; stamped with its largest record time, 16
+            ("a", 10, 20, 3, 16),
             ("a", 25, 35, 1, 30), ("a", 30, 40, 1, 30),
         ]
         assert late_count(driver) == 2
