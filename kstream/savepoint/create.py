@@ -207,7 +207,8 @@ def create_savepoint(app: App, directory: str | Path, *, make_archive: bool = Fa
                     state = _read_changelog(consumer, topic, partition, end,
                                             began + timeout_s)
                     name = store_file(builder.name, partition)
-                    entry.counts[partition] = write_kv(tmp / name, sorted(state.items()))
+                    entry.counts[partition] = write_kv(
+                        tmp / name, sorted((k, v, ts) for k, (v, ts) in state.items()))
                     entry.changelog_end[partition] = end
                     files.append(name)
                 entries.append(entry)
@@ -428,10 +429,11 @@ def _read_range(consumer: Consumer, topic: str, partition: int, start: int, end:
 
 
 def _read_changelog(consumer: Consumer, topic: str, partition: int, end: int,
-                    deadline: float) -> dict[bytes, bytes]:
-    """A changelog partition's live entries below `end`: latest value per key, tombstones
-    removing."""
-    state: dict[bytes, bytes] = {}
+                    deadline: float) -> dict[bytes, tuple[bytes, int]]:
+    """A changelog partition's live entries below `end`: latest (value, record timestamp) per
+    key, tombstones removing. The timestamp is an aggregate's (KIP-258): a restore writes it
+    back."""
+    state: dict[bytes, tuple[bytes, int]] = {}
     for msg in _messages(consumer, topic, partition, OFFSET_BEGINNING, end, deadline):
         key, value = msg.key(), msg.value()
         if key is None:
@@ -439,7 +441,7 @@ def _read_changelog(consumer: Consumer, topic: str, partition: int, end: int,
         if value is None:
             state.pop(key, None)
         else:
-            state[key] = value
+            state[key] = (value, msg.timestamp()[1])
     return state
 
 

@@ -7,9 +7,12 @@ A savepoint is a directory::
     stores/<store>/<partition>.kv       a store partition's changelog entries
     pending/<topic suffix>/<partition>.rec   records of a repartition topic not yet consumed
 
-`.kv` files are a sequence of ``u32 key length | key | u32 value length | value`` (big-endian),
-the changelog's raw key and value bytes in key order (tombstones are never written: a snapshot
-holds live entries only). `.rec` files are ``i64 timestamp | i32 key length | key | i32 value
+`.kv` files are a sequence of ``u32 key length | key | u32 value length | value | i64
+timestamp`` (big-endian), the changelog's raw key and value bytes and the record timestamp, in
+key order (tombstones are never written: a snapshot holds live entries only). The timestamp
+matters to aggregations, whose results keep their largest contributing timestamp (KIP-258)
+as the changelog record's timestamp; format 1 savepoints have none (read as -1, unknown).
+`.rec` files are ``i64 timestamp | i32 key length | key | i32 value
 length | value`` (length -1: null), in offset order. Raw bytes, not decoded values, so a
 savepoint round-trips every serde exactly and window/session bounds stay in their keys.
 `--archive` packs the directory into one uncompressed tar file (`DIR.tar`).
@@ -28,6 +31,8 @@ from kstream.errors import KStreamError
 MANIFEST = "manifest.json"
 CHECKSUMS = "checksums.sha256"
 _LEN = struct.Struct(">I")
+_TS = struct.Struct(">q")
+NO_TIMESTAMP = -1  # an entry of a format 1 savepoint: its changelog record's time is unknown
 _REC_HEAD = struct.Struct(">qi")
 _I32 = struct.Struct(">i")
 
@@ -44,15 +49,15 @@ def pending_file(suffix: str, partition: int) -> str:
     return f"pending/{suffix}/{partition}.rec"
 
 
-def write_kv(path: Path, entries: Iterable[tuple[bytes, bytes]]) -> int:
-    """Write entries; returns how many."""
+def write_kv(path: Path, entries: Iterable[tuple[bytes, bytes, int]]) -> int:
+    """Write (key, value, timestamp) entries; returns how many."""
     path.parent.mkdir(parents=True, exist_ok=True)
     count = 0
-    pack = _LEN.pack
+    pack, pack_ts = _LEN.pack, _TS.pack
     chunk: list[bytes] = []
     with open(path, "wb") as out:
-        for key, value in entries:
-            chunk += (pack(len(key)), key, pack(len(value)), value)
+        for key, value, timestamp in entries:
+            chunk += (pack(len(key)), key, pack(len(value)), value, pack_ts(timestamp))
             count += 1
             if len(chunk) >= 40_000:
                 out.write(b"".join(chunk))
@@ -61,10 +66,12 @@ def write_kv(path: Path, entries: Iterable[tuple[bytes, bytes]]) -> int:
     return count
 
 
-def read_kv(path: Path) -> Iterator[tuple[bytes, bytes]]:
+def read_kv(path: Path, timestamps: bool = True) -> Iterator[tuple[bytes, bytes, int]]:
+    """(key, value, timestamp) entries; `timestamps` False reads format 1 (NO_TIMESTAMP)."""
     data = path.read_bytes()
     pos, end = 0, len(data)
-    unpack = _LEN.unpack_from
+    unpack, unpack_ts = _LEN.unpack_from, _TS.unpack_from
+    timestamp = NO_TIMESTAMP
     try:
         while pos < end:
             (n,) = unpack(data, pos)
@@ -73,9 +80,12 @@ def read_kv(path: Path) -> Iterator[tuple[bytes, bytes]]:
             (m,) = unpack(data, pos)
             value = data[pos + 4:pos + 4 + m]
             pos += 4 + m
+            if timestamps:
+                (timestamp,) = unpack_ts(data, pos)
+                pos += 8
             if pos > end:
                 raise struct.error("truncated")
-            yield key, value
+            yield key, value, timestamp
     except struct.error:
         raise SavepointError(f"{path}: truncated or not a savepoint store file") from None
 

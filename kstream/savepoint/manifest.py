@@ -17,7 +17,8 @@ from kstream._serde_defaults import effective
 from kstream.savepoint.format import MANIFEST, SavepointError
 from kstream.topology import Topology
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: store entries carry their changelog record's timestamp
+READABLE_VERSIONS = (1, 2)
 KINDS = ("kv", "window", "session")
 
 
@@ -87,9 +88,9 @@ class Manifest:
     @classmethod
     def from_json(cls, text: str) -> Manifest:
         raw = json.loads(text)
-        if raw.get("format_version") != FORMAT_VERSION:
-            raise SavepointError(f"savepoint format {raw.get('format_version')!r} is not "
-                                 f"{FORMAT_VERSION}: written by another kstream")
+        if raw.get("format_version") not in READABLE_VERSIONS:
+            raise SavepointError(f"savepoint format {raw.get('format_version')!r} is not one "
+                                 f"of {READABLE_VERSIONS}: written by another kstream")
         stores = [StoreEntry(**{**s, "counts": {int(k): v for k, v in s["counts"].items()},
                                 "changelog_end": {int(k): v for k, v
                                                   in s["changelog_end"].items()}})

@@ -267,12 +267,16 @@ def _execute(sp: Savepoint, app: App, plan: RestorePlan, say: Callable[[str], No
                 say(f"store {name}: segment interval {before} ms -> {after} ms (retention "
                     "changed): keys laid out anew")
             for partition in range(partitions):
-                for key, value in sp.raw_entries(name, partition):
+                for key, value, timestamp in sp.stamped_entries(name, partition):
                     if remap is not None:
                         key = remap(key)
+                    # The saved record time (an aggregate's, KIP-258); 0 lets the producer
+                    # stamp a format 1 entry, whose time is unknown.
+                    stamp = max(timestamp, 0)
                     while True:
                         try:
-                            produce(topic, value, key, partition, on_delivery=on_delivery)
+                            produce(topic, value, key, partition, on_delivery=on_delivery,
+                                    timestamp=stamp)
                             break
                         except BufferError:
                             producer.poll(0.05)

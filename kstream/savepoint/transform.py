@@ -41,7 +41,7 @@ from kstream.savepoint.format import (
     write_kv,
     write_records,
 )
-from kstream.savepoint.manifest import Manifest, StoreEntry, serde_name
+from kstream.savepoint.manifest import FORMAT_VERSION, Manifest, StoreEntry, serde_name
 from kstream.state.window_store import OFFSET, decode_store_key
 from kstream.topology import Topology
 from serdes import Serde, Windowed
@@ -94,12 +94,20 @@ class Savepoint:
     def raw_entries(self, store: str, partition: int | None = None
                     ) -> Iterator[tuple[bytes, bytes]]:
         """(changelog key bytes, value bytes) of one partition, or of all in partition order."""
+        for key, value, _ in self.stamped_entries(store, partition):
+            yield key, value
+
+    def stamped_entries(self, store: str, partition: int | None = None
+                        ) -> Iterator[tuple[bytes, bytes, int]]:
+        """`raw_entries` with each changelog record's timestamp (an aggregate's largest
+        contributing timestamp, KIP-258); -1 in a format 1 savepoint, which has none."""
         entry = self.manifest.store(store)
         parts = range(entry.partitions) if partition is None else [partition]
+        stamped = self.manifest.format_version >= 2
         for p in parts:
             if p not in entry.counts:
                 raise SavepointError(f"store {store!r} has no partition {p}")
-            yield from read_kv(self.root / store_file(store, p))
+            yield from read_kv(self.root / store_file(store, p), stamped)
 
     def entries(self, store: str, partition: int | None = None) -> Iterator[tuple[Any, Any]]:
         """Decoded (key, value): a kv store's keys, or `Windowed(key, start, end)` for window
@@ -212,6 +220,7 @@ class SavepointWriter:
     def __init__(self, source: Savepoint) -> None:
         self.source = source
         self.manifest = deepcopy(source.manifest)
+        self.manifest.format_version = FORMAT_VERSION  # what `write` writes
         self._origin = {s.name: s.name for s in self.manifest.stores}  # new name -> source
         self._maps: dict[str, list[tuple[Callable[[Any, Any], Any], Serde | None]]] = {}
         self._repartition: dict[str, tuple[int, Callable[[bytes], bytes]]] = {}
@@ -291,7 +300,7 @@ class SavepointWriter:
 
     def _write_store(self, tmp: Path, entry: StoreEntry) -> list[str]:
         source_name = self._origin[entry.name]
-        raw: Iterator[tuple[bytes, bytes]] = self.source.raw_entries(source_name)
+        raw: Iterator[tuple[bytes, bytes, int]] = self.source.stamped_entries(source_name)
         maps = self._maps.get(entry.name)
         if maps:
             raw = self._mapped(source_name, entry.kind, raw, maps)
@@ -300,16 +309,16 @@ class SavepointWriter:
             # Same partitioning: copy partition by partition.
             files = []
             for p in range(entry.partitions):
-                part = self.source.raw_entries(source_name, p)
+                part = self.source.stamped_entries(source_name, p)
                 if maps:
                     part = self._mapped(source_name, entry.kind, part, maps)
                 name = store_file(entry.name, p)
                 entry.counts[p] = write_kv(tmp / name, part)
                 files.append(name)
             return files
-        buckets: list[list[tuple[bytes, bytes]]] = [[] for _ in range(partitions)]
-        for key, value in raw:
-            buckets[partition_for_key(key_of(key), partitions)].append((key, value))
+        buckets: list[list[tuple[bytes, bytes, int]]] = [[] for _ in range(partitions)]
+        for key, value, timestamp in raw:
+            buckets[partition_for_key(key_of(key), partitions)].append((key, value, timestamp))
         entry.partitions = partitions
         entry.counts, entry.changelog_end = {}, {}
         files = []
@@ -319,16 +328,16 @@ class SavepointWriter:
             files.append(name)
         return files
 
-    def _mapped(self, store: str, kind: str, raw: Iterator[tuple[bytes, bytes]],
+    def _mapped(self, store: str, kind: str, raw: Iterator[tuple[bytes, bytes, int]],
                 maps: list[tuple[Callable[[Any, Any], Any], Serde | None]]
-                ) -> Iterator[tuple[bytes, bytes]]:
+                ) -> Iterator[tuple[bytes, bytes, int]]:
         key_serde, value_serde = self.source.serdes(store)
         decode_key = key_decoder(kind, key_serde)
         de_value = value_serde.deserialize
         out_serde = value_serde
         for _, serde in maps:
             out_serde = serde or out_serde
-        for key, value in raw:
+        for key, value, timestamp in raw:  # a mapped value keeps its entry's timestamp
             decoded = de_value(value)
             dkey = decode_key(key)
             for fn, _ in maps:
@@ -339,4 +348,4 @@ class SavepointWriter:
                 continue
             data = out_serde.serialize(decoded)
             if data is not None:
-                yield key, data
+                yield key, data, timestamp
