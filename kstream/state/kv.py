@@ -274,7 +274,13 @@ class TimestampedKeyValueStore(KeyValueStore):
         if key_bytes is None:
             raise ValueError(f"store {self.name!r}: key serde returned None for {key!r}")
         self._buffer_put(key_bytes, data)
-        self._cached_write(key, None if value is None else (value, timestamp))
+        entry = None if value is None else (value, timestamp)
+        if type(key) is str:
+            cache = self._cache
+            if key in cache or len(cache) < CACHE_ENTRIES:
+                cache[key] = entry
+                return
+        self._cached_write(key, entry)
 
     def put_uncached(self, key: Any, value: Any) -> None:
         self.put_with_timestamp(key, value, NO_TIMESTAMP)
