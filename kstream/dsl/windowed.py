@@ -75,7 +75,8 @@ class WindowedGroupedStream:
                retention: int | timedelta | None = None) -> Table:
         """Combine each window's values with `reducer(aggregate, value) -> aggregate`; a
         window's first value is its initial aggregate (merged sessions are reduced too).
-        Aggregates use `value_serde`, else the app's `default_value_serde`, else JSON."""
+        Aggregates use `value_serde`, else the grouped values' (as Kafka Streams: a reduce
+        keeps the value type), else the app's `default_value_serde`, else JSON."""
 
         def adder(_key: Any, value: Any, agg: Any) -> Any:
             return value if agg is _MISSING else reducer(agg, value)
@@ -85,6 +86,9 @@ class WindowedGroupedStream:
                 return b
             return a if b is _MISSING else reducer(a, b)
 
+        if value_serde is None:
+            grouped = self._grouped
+            value_serde = grouped._value_serde or grouped._stream.value_serde
         return self.aggregate(lambda: _MISSING, adder, name, merger=merger,
                               value_serde=value_serde, emit=emit, late=late, backend=backend,
                               retention=retention)

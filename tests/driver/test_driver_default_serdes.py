@@ -13,7 +13,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from kstream import App, ConfigError, RecordError, StreamBuilder
+from kstream import App, ConfigError, RecordError, StreamBuilder, TumblingWindows
 from kstream.config import AppConfig
 from kstream.testing import KafkaCluster, TopologyTestDriver, running_app
 from serdes import StringSerde
@@ -108,6 +108,21 @@ def test_reduce_stores_with_the_grouped_value_serde(tmp_path: Path) -> None:
         changelog = driver.output_topic("test-app-joined-changelog", "bytes", "bytes")
         assert changelog.read_key_values_to_list()[-1] == (b"k", b"ab")  # not JSON '"ab"'
         out = driver.output_topic("joined-out", "string", "string").read_values_to_list()
+    assert out == ["a", "ab"]
+
+
+def test_windowed_reduce_stores_with_the_grouped_value_serde(tmp_path: Path) -> None:
+    b = StreamBuilder()
+    (b.stream("words", "string", "string").group_by_key()
+     .windowed_by(TumblingWindows(1000)).reduce(lambda agg, v: agg + v, "joined-w")
+     .to_stream().map(lambda w, v: (w.key, v)).to("joined-w-out", "string", "string"))
+    with TopologyTestDriver(b, state_dir=tmp_path) as driver:
+        words = driver.input_topic("words", "string", "string")
+        words.pipe("k", "a", timestamp=10)
+        words.pipe("k", "b", timestamp=20)
+        changelog = driver.output_topic("test-app-joined-w-changelog", "bytes", "bytes")
+        assert changelog.read_values_to_list()[-1] == b"ab"  # not JSON '"ab"'
+        out = driver.output_topic("joined-w-out", "string", "string").read_values_to_list()
     assert out == ["a", "ab"]
 
 
