@@ -21,10 +21,15 @@ from kstream.dsl._change import Change
 from kstream.dsl._ops import _Operator
 from kstream.processor import Processor, ProcessorContext
 from kstream.record import Record
-from kstream.state.kv import TimestampedKeyValueStore
+from kstream.state.kv import NO_TIMESTAMP, TimestampedKeyValueStore
 
 Getter = Callable[[Any], Any]
 """key -> the table's current value (None: absent)."""
+
+TimestampedGetter = Callable[[Any], "tuple[Any, int] | None"]
+"""key -> (current value, its timestamp) or None: what table-table joins read, to stamp a
+result with the larger of both sides' times (KIP-258). NO_TIMESTAMP (-1) where a store keeps
+none."""
 
 Combine = Callable[[Any, Any], Any]
 """(left value or None, right value or None) -> joined value or None: the join's rule."""
@@ -39,6 +44,10 @@ class ValueGetter(ABC):
     def build(self, context: ProcessorContext) -> Getter:
         """The lookup function for one task (the stores must be connected to the node)."""
 
+    @abstractmethod
+    def build_timestamped(self, context: ProcessorContext) -> TimestampedGetter:
+        """`build`, returning (value, timestamp) or None."""
+
 
 class StoreGetter(ValueGetter):
     def __init__(self, store: str) -> None:
@@ -47,6 +56,18 @@ class StoreGetter(ValueGetter):
     def build(self, context: ProcessorContext) -> Getter:
         getter: Getter = context.get_store(self.stores[0]).get
         return getter
+
+    def build_timestamped(self, context: ProcessorContext) -> TimestampedGetter:
+        store = context.get_store(self.stores[0])
+        if isinstance(store, TimestampedKeyValueStore):
+            return store.get_with_timestamp
+        get = store.get
+
+        def untimed(key: Any) -> tuple[Any, int] | None:
+            value = get(key)
+            return None if value is None else (value, NO_TIMESTAMP)
+
+        return untimed
 
 
 class FilterGetter(ValueGetter):
@@ -66,6 +87,18 @@ class FilterGetter(ValueGetter):
 
         return filtered
 
+    def build_timestamped(self, context: ProcessorContext) -> TimestampedGetter:
+        get = self._parent.build_timestamped(context)
+        predicate, keep_when = self._predicate, self._keep_when
+
+        def filtered(key: Any) -> tuple[Any, int] | None:
+            entry = get(key)
+            if entry is None or bool(predicate(key, entry[0])) is not keep_when:
+                return None
+            return entry
+
+        return filtered
+
 
 class MapValuesGetter(ValueGetter):
     def __init__(self, parent: ValueGetter, mapper: Callable[[Any], Any]) -> None:
@@ -78,6 +111,15 @@ class MapValuesGetter(ValueGetter):
         def mapped(key: Any) -> Any:
             value = get(key)
             return None if value is None else mapper(value)
+
+        return mapped
+
+    def build_timestamped(self, context: ProcessorContext) -> TimestampedGetter:
+        get, mapper = self._parent.build_timestamped(context), self._mapper
+
+        def mapped(key: Any) -> tuple[Any, int] | None:
+            entry = get(key)
+            return None if entry is None else (mapper(entry[0]), entry[1])
 
         return mapped
 
@@ -95,6 +137,21 @@ class JoinGetter(ValueGetter):
 
         def joined(key: Any) -> Any:
             return combine(left(key), right(key))
+
+        return joined
+
+    def build_timestamped(self, context: ProcessorContext) -> TimestampedGetter:
+        left = self._left.build_timestamped(context)
+        right = self._right.build_timestamped(context)
+        combine = self._combine
+
+        def joined(key: Any) -> tuple[Any, int] | None:
+            lt, rt = left(key), right(key)
+            value = combine(None if lt is None else lt[0], None if rt is None else rt[0])
+            if value is None:
+                return None
+            return value, max(NO_TIMESTAMP if lt is None else lt[1],
+                              NO_TIMESTAMP if rt is None else rt[1])
 
         return joined
 
@@ -119,15 +176,16 @@ def join_rule(joiner: Callable[[Any, Any], Any], keep_left: bool, keep_right: bo
 
 class TableSourceOp(_Operator):
     """Materializes a topic as a table (latest value per key; None deletes) and forwards each
-    update as Change(previous value, new value)."""
+    update as Change(previous value, new value). The store keeps each value's record time,
+    which table-table joins read (KIP-258)."""
 
     def __init__(self, store_name: str) -> None:
         self._store_name = store_name
 
     def init(self, context: ProcessorContext) -> None:
         super().init(context)
-        store = context.get_store(self._store_name)
-        self._get, self._put = store.get, store.put
+        store = timestamped_store(context, self._store_name)
+        self._get, self._put = store.get, store.put_with_timestamp
 
     def process(self, record: Record) -> None:
         key = record.key
@@ -135,7 +193,7 @@ class TableSourceOp(_Operator):
             self.context._skip("null_key", record)
             return
         old = self._get(key)
-        self._put(key, record.value)
+        self._put(key, record.value, record.timestamp)
         record.value = Change(old, record.value)
         self._down(record)
 
@@ -179,7 +237,10 @@ class TableMapValuesOp(_Operator):
 class TableJoinOp(Processor):
     """One side of a table-table join: a change on this side meets the other table's current
     value. Materialized (`store_name`): the result is stored and the old result read from
-    there; otherwise the old result is recomputed from this side's old value."""
+    there; otherwise the old result is recomputed from this side's old value.
+
+    A result is stamped with the larger of the change's time and the other side's value's
+    time (Kafka Streams, KIP-258); the change's own time when the other side has no value."""
 
     def __init__(self, this_is_left: bool, other: ValueGetter, combine: Combine,
                  store_name: str | None) -> None:
@@ -191,9 +252,9 @@ class TableJoinOp(Processor):
     def init(self, context: ProcessorContext) -> None:
         self.context = context
         self._down = context._downstream
-        self._get_other = self._other.build(context)
+        self._get_other = self._other.build_timestamped(context)
         self._store = (None if self._store_name is None
-                       else context.get_store(self._store_name))
+                       else timestamped_store(context, self._store_name))
 
     def process(self, record: Record) -> None:
         key = record.key
@@ -202,7 +263,12 @@ class TableJoinOp(Processor):
         change = record.value
         if change.old is None and change.new is None:
             return
-        other = self._get_other(key)
+        entry = self._get_other(key)
+        other = None
+        if entry is not None:
+            other = entry[0]
+            if entry[1] > record.timestamp:
+                record.timestamp = entry[1]
         combine, store = self._combine, self._store
         if self._left:
             new = combine(change.new, other)
@@ -211,7 +277,7 @@ class TableJoinOp(Processor):
             new = combine(other, change.new)
             old = combine(other, change.old) if store is None else store.get(key)
         if store is not None:
-            store.put(key, new)
+            store.put_with_timestamp(key, new, record.timestamp)
         if old is None and new is None:
             return
         record.value = Change(old, new)
@@ -247,11 +313,12 @@ def _regrouped(record: Record, key: Any, change: Change) -> Record:
 
 
 def timestamped_store(context: ProcessorContext, name: str) -> TimestampedKeyValueStore:
-    """An aggregation's store; the DSL builds it timestamped (KeyValueStoreBuilder.timestamped)."""
+    """An aggregation's or table's store; the DSL builds it timestamped
+    (KeyValueStoreBuilder.timestamped)."""
     store = context.get_store(name)
     if not isinstance(store, TimestampedKeyValueStore):
         raise TypeError(f"store {name!r} of {context.node_name!r} must be built with "
-                        "timestamped=True (an aggregation keeps its result's timestamp)")
+                        "timestamped=True (a table keeps its values' timestamps)")
     return store
 
 

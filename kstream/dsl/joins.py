@@ -143,6 +143,8 @@ def table_table_join(left: Table, right: Table, joiner: Joiner, keep_left: bool,
                          value_serde=values or topology.serde_defaults.value(where))
     elif materialized is not None:
         store = materialized
+    if store is not None:
+        store.timestamped = True  # results keep their time (KIP-258), read by later joins
     store_name = None if store is None else store.name
     left_node, right_node = f"{node}-this", f"{node}-other"
     topology.add_processor(

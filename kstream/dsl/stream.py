@@ -88,6 +88,7 @@ class StreamBuilder:
         src = self.topology.nodes[source]
         store = kv_store(name, key_serde=src.key_serde, value_serde=src.value_serde,  # type: ignore[union-attr]
                          backend=backend)  # type: ignore[arg-type]
+        store.timestamped = True  # values keep their record time (table-table joins read it)
         self.topology.add_processor(name, lambda: _table_ops.TableSourceOp(name), source)
         self.topology.add_store(store, name)
         return Table(self, name, src.key_serde, src.value_serde, store_name=name)  # type: ignore[union-attr]

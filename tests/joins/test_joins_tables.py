@@ -64,16 +64,39 @@ def test_tombstones_of_absent_keys_forward_nothing() -> None:
         assert driver.output_topic("out", StringSerde(), JsonSerde()).is_empty()
 
 
-def test_result_carries_the_time_of_the_update_that_caused_it() -> None:
-    """Kafka Streams stamps a table-table join result with the larger of both sides' last
-    update times (its stores keep timestamps); kstream's table stores keep values only, so a
-    result carries the time of the update that produced it."""
+def test_result_carries_the_larger_of_both_sides_times() -> None:
+    """As Kafka Streams (KIP-258): a table-table join result is stamped with the larger of
+    the update's time and the other side's value's time (table stores keep timestamps)."""
     with TopologyTestDriver(build("inner", False, False)) as driver:
         driver.input_topic("lt", StringSerde(), JsonSerde()).pipe("a", 1, timestamp=500)
         driver.input_topic("rt", StringSerde(), JsonSerde()).pipe("a", 2, timestamp=100)
         driver.input_topic("lt", StringSerde(), JsonSerde()).pipe("a", 3, timestamp=50)
         records = driver.output_topic("out", StringSerde(), JsonSerde()).read_records_to_list()
-    assert [(r.value, r.timestamp) for r in records] == [([1, 2], 100), ([3, 2], 50)]
+    assert [(r.value, r.timestamp) for r in records] == [([1, 2], 500), ([3, 2], 100)]
+
+
+def test_left_join_result_without_a_right_value_carries_the_update_s_time() -> None:
+    with TopologyTestDriver(build("left", True, False)) as driver:
+        driver.input_topic("lt", StringSerde(), JsonSerde()).pipe("a", 1, timestamp=500)
+        driver.input_topic("rt", StringSerde(), JsonSerde()).pipe("a", 2, timestamp=700)
+        driver.input_topic("rt", StringSerde(), JsonSerde()).pipe("a", None, timestamp=600)
+        records = driver.output_topic("out", StringSerde(), JsonSerde()).read_records_to_list()
+    # The right side's delete at 600 meets the left value (500): max is 600.
+    assert [(r.value, r.timestamp) for r in records] == [([1, None], 500), ([1, 2], 700),
+                                                         ([1, None], 600)]
+
+
+def test_a_join_of_a_join_stamps_the_largest_of_all_three() -> None:
+    b = StreamBuilder()
+    t1 = b.table("t1", StringSerde(), JsonSerde(), name="t1", backend="memory")
+    t2 = b.table("t2", StringSerde(), JsonSerde(), name="t2", backend="memory")
+    t3 = b.table("t3", StringSerde(), JsonSerde(), name="t3", backend="memory")
+    t1.join(t2, joined).join(t3, joined).to_stream().to("out", StringSerde(), JsonSerde())
+    with TopologyTestDriver(b) as driver:
+        for topic, value, ts in (("t1", 1, 10), ("t2", 2, 900), ("t3", 3, 20)):
+            driver.input_topic(topic, StringSerde(), JsonSerde()).pipe("k", value, timestamp=ts)
+        records = driver.output_topic("out", StringSerde(), JsonSerde()).read_records_to_list()
+    assert [(r.value, r.timestamp) for r in records] == [([[1, 2], 3], 900)]
 
 
 def test_joined_tables_must_be_lookups() -> None:
