@@ -9,7 +9,7 @@ import pytest
 from kstream import ConfigError, KStreamError, MissingTopicsError, RecordError, StreamBuilder
 from kstream.errors import FatalError, InternalError, PunctuationError, TopologyError
 from kstream.state.errors import StateCorruptedError
-from kstream.state.kv import KeyValueStore
+from kstream.state.kv import TimestampedKeyValueStore
 from kstream.testing import TopologyTestDriver
 from serdes import StringSerde
 
@@ -38,7 +38,7 @@ def test_internal_failure_stops_even_under_dead_letter(monkeypatch: pytest.Monke
     kstream's own store code is not: it stops the app and names where it happened."""
     # A builtin raises in C, so the innermost Python frame is kstream's caller: as if kstream's
     # own code had broken (a store call with impossible arguments).
-    monkeypatch.setattr(KeyValueStore, "put", operator.truediv)
+    monkeypatch.setattr(TimestampedKeyValueStore, "put_with_timestamp", operator.truediv)
     where = r"kstream/dsl/.*counts-repartition\[0\]@0.*TypeError"
     # Unfused: a builtin called straight from a fused chain (here the stand-in store put)
     # cannot be told from a user's builtin callback (`map_values(int)`), so it counts as the

@@ -75,7 +75,8 @@ def test_fraud_alerts_in_the_driver() -> None:
         ("c", alert("c", fraud.COUNTRY_CHANGE, 18 * M, 23 * M, countries=["DE", "FR"]), 23 * M),
         # DE at 40 is 17 min after FR: no alert; IT at 42 is a new, non-overlapping window
         ("c", alert("c", fraud.COUNTRY_CHANGE, 37 * M, 42 * M, countries=["DE", "IT"]), 42 * M),
-        ("d", alert("d", fraud.TOO_MANY, 44 * M, 54 * M, payments=6, total=7.0), 49 * M + 30_000),
+        # stamped with the window's newest payment (KIP-258), not the late one at 49:30
+        ("d", alert("d", fraud.TOO_MANY, 44 * M, 54 * M, payments=6, total=7.0), 54 * M),
     ]
     # e's last payment, dropped by both windowed aggregations and by the takeover join; d's
     # 6th payment, 4.5 min behind stream time, is late only for the join (its sliding windows
