@@ -8,7 +8,7 @@ commit) -> backend (RocksDBBackend / MemoryBackend, bytes in key order).
 from kstream.state.builder import KeyValueStoreBuilder, kv_store
 from kstream.state.errors import ChangelogWriteError, StateCorruptedError, StateRestoreError
 from kstream.state.global_store import GlobalStore, GlobalStoreBuilder, global_store
-from kstream.state.kv import KeyValueStore
+from kstream.state.kv import KeyValueStore, TimestampedKeyValueStore
 from kstream.state.restore import RestoreReport, StoreRestore, restore_stores
 from kstream.state.rocksdb_memory import RocksDBMemory, configure_rocksdb
 from kstream.state.session_store import SessionStore, SessionStoreBuilder, session_store
@@ -21,6 +21,7 @@ __all__ = [
     "GlobalStoreBuilder",
     "KeyValueStoreBuilder",
     "KeyValueStore",
+    "TimestampedKeyValueStore",
     "restore_stores",
     "RestoreReport",
     "StoreRestore",
