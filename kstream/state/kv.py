@@ -246,9 +246,11 @@ class TimestampedKeyValueStore(KeyValueStore):
         `put_with_timestamp`; this is for processors that share the store."""
         self.put_with_timestamp(key, value, NO_TIMESTAMP)
 
-    def put_with_timestamp(self, key: Any, value: Any, timestamp: int) -> None:
-        """Buffer a write of `value` stamped `timestamp`; value None deletes."""
+    def put_with_timestamp(self, key: Any, value: Any, timestamp: int) -> bytes | None:
+        """Buffer a write of `value` stamped `timestamp`; value None deletes. Returns the
+        value's serialized bytes without the timestamp (None for a delete)."""
         # Hot path (one call per aggregated record), inlined as KeyValueStore.put.
+        raw: bytes | None = None
         if value is None:
             data = None
         else:
@@ -279,8 +281,9 @@ class TimestampedKeyValueStore(KeyValueStore):
             cache = self._cache
             if key in cache or len(cache) < CACHE_ENTRIES:
                 cache[key] = entry
-                return
+                return raw
         self._cached_write(key, entry)
+        return raw
 
     def put_uncached(self, key: Any, value: Any) -> None:
         self.put_with_timestamp(key, value, NO_TIMESTAMP)
