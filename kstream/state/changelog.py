@@ -113,12 +113,21 @@ class ChangeloggingLayer:
         self._errors.clear()
 
 
+MAX_FUTURE_MS = 50 * 60 * 1000
+"""How far past the commit's wall-clock time a changelog record may be stamped. Kafka 4
+brokers reject records more than `message.timestamp.after.max.ms` (1 hour by default) in the
+future, which would fail the commit; an aggregate of records dated further ahead (a bogus
+event time, a skewed clock) is logged with this bound instead, and restores with it."""
+
+
 def _split_timestamps(entries: list[Entry], now: int) -> tuple[list[Entry], list[int]]:
     """Plain values and record timestamps of timestamped entries. A delete, or an entry
-    written without a timestamp (negative), is stamped `now`."""
+    written without a timestamp (negative), is stamped `now`; none later than now +
+    MAX_FUTURE_MS."""
     plain: list[Entry] = []
     stamps: list[int] = []
     unpack = _TS.unpack_from
+    latest = now + MAX_FUTURE_MS
     for key, value in entries:
         if value is None:
             plain.append((key, None))
@@ -126,7 +135,7 @@ def _split_timestamps(entries: list[Entry], now: int) -> tuple[list[Entry], list
         else:
             ts = unpack(value)[0]
             plain.append((key, value[8:]))
-            stamps.append(ts if ts >= 0 else now)
+            stamps.append(now if ts < 0 else ts if ts <= latest else latest)
     return plain, stamps
 
 

@@ -156,3 +156,18 @@ def test_a_plain_store_with_the_plain_layout_is_kept(tmp_path: Path) -> None:
         assert store.get(b"k") == b"1"
     finally:
         store.close()
+
+
+def test_changelog_stamps_are_bounded_to_what_a_broker_accepts() -> None:
+    """Entries without a time, deletes, and times beyond now + MAX_FUTURE_MS (a Kafka 4 broker
+    rejects records over an hour ahead, failing the commit) are stamped within bounds."""
+    from kstream.state.changelog import MAX_FUTURE_MS, _split_timestamps
+    from kstream.state.kv import with_timestamp
+
+    now = 1_800_000_000_000
+    entries: list[tuple[bytes, bytes | None]] = [
+        (b"a", with_timestamp(b"1", 5)), (b"b", None), (b"c", with_timestamp(b"2", -1)),
+        (b"d", with_timestamp(b"3", now + 10 * MAX_FUTURE_MS))]
+    plain, stamps = _split_timestamps(entries, now)
+    assert plain == [(b"a", b"1"), (b"b", None), (b"c", b"2"), (b"d", b"3")]
+    assert stamps == [5, now, now, now + MAX_FUTURE_MS]
