@@ -44,6 +44,7 @@ from kstream.runtime.clients import KafkaClients
 from kstream.runtime.collector import KafkaRecordCollector
 from kstream.runtime.commit import Committer, make_committer
 from kstream.runtime.global_state import GlobalStateMaintainer, global_consumer_config
+from kstream.runtime.handover import HandOver
 from kstream.runtime.identity import InstanceIdentity
 from kstream.runtime.kafka_errors import ErrorClass, classify
 from kstream.runtime.lifecycle import EngineLifecycle, EngineState
@@ -67,6 +68,7 @@ FENCINGS_PER_MINUTE = 3
 RECOVERIES_WITHOUT_COMMIT = 50
 MISSING_TOPIC_GRACE_S = 30.0
 CLIENT_LOG_INTERVAL_S = 10.0
+HANDOVER_DEADLINE_S = 5.0
 _OUTAGE_CODES = (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT)
 Recoverable = (AbortableError, TaskMigratedError)
 
@@ -113,6 +115,7 @@ class Engine:
         self.collector: KafkaRecordCollector | None = None
         self.globals: GlobalStateMaintainer | None = None  # global stores (global tables)
         self.standbys: StandbyReplicas | None = None
+        self.handover: HandOver | None = None  # exactly-once + static membership only
         self._next_standby_lag = 0.0
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -175,6 +178,11 @@ class Engine:
                 cfg.application_id, self.topology, self.subtopologies, self.identity.directory,
                 cfg.bootstrap_servers, self._restore_client_config(), cfg.num_standby_replicas,
                 self.clients, lambda: self.queries.partition_counts)
+        if cfg.exactly_once and self._static_id is not None:
+            self.handover = HandOver(
+                cfg.application_id, self._static_id, cfg.bootstrap_servers,
+                self._restore_client_config(), cfg.transaction_timeout_ms, self.clients,
+                deadline_s=min(HANDOVER_DEADLINE_S, cfg.transaction_timeout_ms / 1000))
         self.consumer.subscribe(self.topology.source_topics, on_assign=self._on_assign,
                                 on_revoke=self._on_revoke, on_lost=self._on_lost)
         self._next_commit = time.monotonic() + cfg.effective_commit_interval_ms / 1000
@@ -657,6 +665,11 @@ class Engine:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.stats.rebalances += 1
         self._assignment = [TopicPartition(tp.topic, tp.partition) for tp in partitions]
+        if self.handover is not None:
+            # Before any restore or processing: a departed owner's open transaction would
+            # hide everything after it from our read_committed reads (kstream.runtime.handover).
+            self.watchdog.beat("hand-over")
+            self.handover.on_assign((tp.topic, tp.partition) for tp in partitions)
         try:
             self._create_tasks()
             if partitions:
