@@ -44,12 +44,34 @@ def outputs(kafka: KafkaCluster, out: str) -> list[tuple[int, str, int, float]]:
 
 def longest_pause(records: list[tuple[int, str, int, float]], partitions: set[int],
                   start: float, end: float) -> float:
-    """The longest time between consecutive outputs of any of `partitions` in [start, end]."""
-    worst = 0.0
+    """The longest time between consecutive outputs of any of `partitions` in [start, end]
+    (printed with where it was, to line it up with the instances' logs)."""
+    worst, where = 0.0, ""
     for p in partitions:
         times = [at for part, _k, _n, at in records if part == p and start <= at <= end]
-        worst = max([worst] + [b - a for a, b in zip(times, times[1:], strict=False)])
+        for a, b in zip(times, times[1:], strict=False):
+            if b - a > worst:
+                worst, where = b - a, f"partition {p}: {_clock(a)} -> {_clock(b)}"
+    print(f"longest pause {worst:.2f}s, {where}")
     return worst
+
+
+def longest_wait(kafka: KafkaCluster, out: str, partitions: set[int], start: float,
+                 end: float) -> float:
+    """The longest any input record of `partitions` processed in [start, end] waited between
+    being produced (its timestamp, which the aggregate's output keeps) and being processed.
+    Unlike the gap between outputs, a pause of the load generator (this process, sharing
+    the GIL with the topic reads) does not count."""
+    worst = 0.0
+    for r in kafka.read_topic(out, timeout=90):
+        at = orjson.loads(r.value)["at"]  # type: ignore[arg-type]
+        if r.partition in partitions and start <= at <= end:
+            worst = max(worst, at - r.timestamp / 1000)
+    return worst
+
+
+def _clock(t: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(t)) + f".{int(t % 1 * 1000):03d}"
 
 
 @pytest.mark.slow
@@ -64,9 +86,11 @@ def test_scale_out_to_three_and_back_is_exact_and_pauses_unmoved_partitions_brie
                        tmp_path / "i0.log").start()
     app_processes.append(first)
     pauses: dict[str, float] = {}
+    waits: dict[str, float] = {}
     try:
         wait_until(lambda: latest(first, inp) == set(range(PARTITIONS)), 60, "one instance")
-        wait_until(lambda: len(outputs(kafka, out)) >= 3000, 120, "processing under load")
+        wait_until(lambda: len(outputs(kafka, out)) >= 3000, 120, "processing under load",
+                   interval=0.5)
         began = time.time()
         # The extra instances leave the group when stopped: they are scaled in for good.
         extra = [AppProcess("timed_app", timed_env(kafka, app_id, inp, out, tmp_path / f"s{n}",
@@ -82,9 +106,10 @@ def test_scale_out_to_three_and_back_is_exact_and_pauses_unmoved_partitions_brie
         kept = latest(first, inp)
         settled = time.time()
         wait_until(lambda: max(at for *_x, at in outputs(kafka, out)) > settled + 3, 60,
-                   "processing after the scale-out")
+                   "processing after the scale-out", interval=0.5)
         records = outputs(kafka, out)
         pauses["out"] = longest_pause(records, kept, began, time.time())
+        waits["out"] = longest_wait(kafka, out, kept, began, time.time())
         began = time.time()
         for proc in extra:
             assert proc.terminate(60) == 0, proc.log_tail()
@@ -92,8 +117,9 @@ def test_scale_out_to_three_and_back_is_exact_and_pauses_unmoved_partitions_brie
                    "the first instance to own everything again")
         settled = time.time()
         wait_until(lambda: max(at for *_x, at in outputs(kafka, out)) > settled + 3, 60,
-                   "processing after the scale-in")
+                   "processing after the scale-in", interval=0.5)
         pauses["in"] = longest_pause(outputs(kafka, out), kept, began, time.time())
+        waits["in"] = longest_wait(kafka, out, kept, began, time.time())
     finally:
         produced = load.stop()
     counts: dict[str, int] = defaultdict(int)
@@ -109,5 +135,6 @@ def test_scale_out_to_three_and_back_is_exact_and_pauses_unmoved_partitions_brie
         assert per_key[key] == list(range(1, total + 1)), f"{key}: dup/lost update"
     print(f"{produced} records; partitions {sorted(kept)} stayed on the first instance; "
           f"their longest processing pause: scale-out {pauses['out']:.2f}s, "
-          f"scale-in {pauses['in']:.2f}s (eager range assignment)")
+          f"scale-in {pauses['in']:.2f}s; longest a record of theirs waited: scale-out "
+          f"{waits['out']:.2f}s, scale-in {waits['in']:.2f}s (eager range assignment)")
     assert max(pauses.values()) < PAUSE_BOUND_S
