@@ -242,7 +242,8 @@ def run_mode(servers: str, mode: str, args: argparse.Namespace, work: Path) -> d
         if args.verbose:
             for i in survivors:
                 for line in i.log.read_text(errors="replace").splitlines():
-                    if re.search(r"event=(assign|revoke|restored|lost|recover|standbys|fence_\w+)", line):
+                    if re.search(r"event=(assign|revoke|restored|lost|recover|standbys|"
+                                 r"fence_\w+)", line):
                         print(f"  instance {i.n}: {line[:200]}")
         return {"mode": mode, "failover_s": figure, "restores": after}
     finally:
