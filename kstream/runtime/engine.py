@@ -789,7 +789,9 @@ class Engine:
         """Between batches: a bounded slice of standby work, and the placement check."""
         self.watchdog.beat("standbys")
         standbys.poll()
-        standbys.maybe_refresh(self._static_id or self._member_id(), set(self.tasks))
+        # Suspended tasks still hold their stores open: never a standby of those either.
+        standbys.maybe_refresh(self._static_id or self._member_id(),
+                               set(self.tasks) | set(self._suspended[1]))
         now = time.monotonic()
         if now >= self._next_standby_lag:
             self._next_standby_lag = now + 1.0

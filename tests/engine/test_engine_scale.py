@@ -9,6 +9,7 @@ with incremental rebalancing; it asserts exact output and a bound on the pause.
 
 from __future__ import annotations
 
+import re
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -138,3 +139,5 @@ def test_scale_out_to_three_and_back_is_exact_and_pauses_unmoved_partitions_brie
           f"scale-in {pauses['in']:.2f}s; longest a record of theirs waited: scale-out "
           f"{waits['out']:.2f}s, scale-in {waits['in']:.2f}s (eager range assignment)")
     assert max(pauses.values()) < PAUSE_BOUND_S
+    # It kept partitions through both rebalances: their tasks resumed without a restore.
+    assert re.search(r"resumed_tasks=[1-9]", first.log_path.read_text(errors="replace"))
