@@ -52,7 +52,7 @@ def raw_worker(servers: str, group: str, inp: str, out: str, session_ms: int) ->
     """The baseline: a bare consume -> produce loop (no state, no transactions)."""
     consumer = Consumer({"bootstrap.servers": servers, "group.id": group,
                          "session.timeout.ms": session_ms,
-                         "heartbeat.interval.ms": max(300, min(1000, session_ms // 10)),
+                         "heartbeat.interval.ms": max(100, min(1000, session_ms // 20)),
                          "auto.offset.reset": "earliest", "partition.assignment.strategy":
                          "range", "isolation.level": "read_committed"})
     producer = Producer({"bootstrap.servers": servers, "linger.ms": 5,
@@ -242,7 +242,8 @@ def run_mode(servers: str, mode: str, args: argparse.Namespace, work: Path) -> d
         if args.verbose:
             for i in survivors:
                 for line in i.log.read_text(errors="replace").splitlines():
-                    if re.search(r"event=(assign|revoke|restored|lost|recover|standbys)", line):
+                    if re.search(r"event=(assign|revoke|restored|lost|recover|standbys|"
+                                 r"fence_\w+)", line):
                         print(f"  instance {i.n}: {line[:200]}")
         return {"mode": mode, "failover_s": figure, "restores": after}
     finally:

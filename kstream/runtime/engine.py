@@ -44,6 +44,7 @@ from kstream.runtime.clients import KafkaClients
 from kstream.runtime.collector import KafkaRecordCollector
 from kstream.runtime.commit import Committer, make_committer
 from kstream.runtime.global_state import GlobalStateMaintainer, global_consumer_config
+from kstream.runtime.handover import HandOver
 from kstream.runtime.identity import InstanceIdentity
 from kstream.runtime.kafka_errors import ErrorClass, classify
 from kstream.runtime.lifecycle import EngineLifecycle, EngineState
@@ -67,6 +68,7 @@ FENCINGS_PER_MINUTE = 3
 RECOVERIES_WITHOUT_COMMIT = 50
 MISSING_TOPIC_GRACE_S = 30.0
 CLIENT_LOG_INTERVAL_S = 10.0
+HANDOVER_DEADLINE_S = 5.0
 _OUTAGE_CODES = (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT)
 Recoverable = (AbortableError, TaskMigratedError)
 
@@ -92,6 +94,8 @@ class Engine:
                                      lambda tps: self._consumer_call("resume", tps))
         self.queries = QueryableTasks(self.topology)  # what interactive queries may read
         self.tasks: dict[tuple[int, int], Task] = {}
+        # Tasks revoked cleanly, kept open for the next assignment: (member id, tasks).
+        self._suspended: tuple[str | None, dict[tuple[int, int], Task]] = (None, {})
         self._handlers: dict[str, dict[int, Callable[[TaskMessage], None]]] = {}
         self._assignment: list[TopicPartition] = []
         self._stop = False
@@ -113,6 +117,8 @@ class Engine:
         self.collector: KafkaRecordCollector | None = None
         self.globals: GlobalStateMaintainer | None = None  # global stores (global tables)
         self.standbys: StandbyReplicas | None = None
+        self.handover: HandOver | None = None  # exactly-once + static membership only
+        self._held: list[TopicPartition] = []  # moved in, paused until the hand-over is done
         self._next_standby_lag = 0.0
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -175,6 +181,11 @@ class Engine:
                 cfg.application_id, self.topology, self.subtopologies, self.identity.directory,
                 cfg.bootstrap_servers, self._restore_client_config(), cfg.num_standby_replicas,
                 self.clients, lambda: self.queries.partition_counts)
+        if cfg.exactly_once and self._static_id is not None:
+            self.handover = HandOver(
+                cfg.application_id, self._static_id, cfg.bootstrap_servers,
+                self._restore_client_config(), cfg.transaction_timeout_ms, self.clients,
+                deadline_s=min(HANDOVER_DEADLINE_S, cfg.transaction_timeout_ms / 1000))
         self.consumer.subscribe(self.topology.source_topics, on_assign=self._on_assign,
                                 on_revoke=self._on_revoke, on_lost=self._on_lost)
         self._next_commit = time.monotonic() + cfg.effective_commit_interval_ms / 1000
@@ -243,6 +254,7 @@ class Engine:
             for task in self.tasks.values():
                 self._retire(task)
             self.tasks.clear()
+            self._close_suspended()
             if self.globals is not None:
                 self.globals.close()
             self.queries.stopped()
@@ -261,6 +273,8 @@ class Engine:
         self.watchdog.beat("consume")
         if self.globals is not None:
             self.stats.global_updates += self.globals.poll()
+        if self._held and self.handover is not None and self.handover.done():
+            self._release_held()
         msgs = self._consume()
         self._raise_deferred()
         if self._orderer.active:
@@ -549,6 +563,7 @@ class Engine:
         for task in self.tasks.values():
             task.discard_uncommitted()
         self._close_tasks()
+        self._held = []  # paused on the consumer closed below
         self.committer.dirty = False
         # Fresh clients, as after a restart: closing the consumer leaves the group (its
         # revocation commits nothing: nothing is dirty), the new one joins again.
@@ -657,14 +672,39 @@ class Engine:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.stats.rebalances += 1
         self._assignment = [TopicPartition(tp.topic, tp.partition) for tp in partitions]
+        if self.handover is not None:
+            # Before any processing (alongside the restore): a departed owner's open transaction
+            # would hide everything after it from our read_committed reads
+            # (kstream.runtime.handover).
+            self.handover.start((tp.topic, tp.partition) for tp in partitions)
+        resumed: set[tuple[int, int]] = set()
         try:
-            self._create_tasks()
+            resumed = self._create_tasks()
             if partitions:
                 self._restore_stream_times(self._committed_for_stream_time(consumer))
         except KStreamError as exc:
             if not self._stop:  # stopping anyway: an interrupted restore is no failure
                 self._defer(exc)
-        log.info("event=assign partitions=%s", _describe(partitions))
+        finally:
+            if self.handover is not None and not self.handover.done():
+                self._hold_moved_in(consumer, partitions, resumed)
+        log.info("event=assign partitions=%s resumed_tasks=%d", _describe(partitions),
+                 len(resumed))
+
+    def _hold_moved_in(self, consumer: Consumer, partitions: list[TopicPartition],
+                       resumed: set[tuple[int, int]]) -> None:
+        """Assign now, but pause the partitions that moved in until the hand-over is done;
+        run_once releases them. Only visibility waits on it, not correctness (KIP-447 already
+        refuses a departed member's offsets), so the deadline lets them go regardless."""
+        consumer.assign(partitions)  # in the callback: librdkafka then skips its own assign
+        self._held = [TopicPartition(tp.topic, tp.partition) for tp in partitions
+                      if (self._sub_of_topic[tp.topic].index, tp.partition) not in resumed]
+        if self._held:
+            self._consumer_call("pause", self._held)
+
+    def _release_held(self) -> None:
+        held, self._held = self._held, []
+        self._consumer_call("resume", held)
 
     def _committed_for_stream_time(self, consumer: Consumer) -> list[TopicPartition]:
         try:
@@ -675,11 +715,17 @@ class Engine:
             return []
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self._held:
+            self._release_held()  # a paused partition would stay paused when it comes back
+        clean = False
         try:
             if self.committer is not None and self.committer.dirty and self.life.may_commit:
                 self._commit()
+                clean = True
             elif self.committer is not None and self.committer.dirty:
                 self.committer.abort(list(self.tasks.values()), after_error=True)
+            else:
+                clean = True
         except (KStreamError, KafkaException) as exc:
             # Nothing of ours may be committed any more; the next owner redoes it. The open
             # transaction (if any) is aborted by the recovery this deferred error starts.
@@ -688,24 +734,33 @@ class Engine:
                 task.discard_uncommitted()
             self._defer(exc if isinstance(exc, KStreamError) else kafka_failure(exc, "revoke"))
         finally:
-            self._close_tasks()
+            if clean and not self._stop and self.life.state is EngineState.RUNNING:
+                self._suspend_tasks()
+            else:
+                self._close_tasks()
         log.info("event=revoke partitions=%s", _describe(partitions))
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Someone else owns these now: never commit work done for them.
+        if self._held:
+            self._release_held()
         if self.committer is not None:
             try:
                 self.committer.abort(list(self.tasks.values()), after_error=True)
             except (KStreamError, KafkaException) as exc:
                 self._defer(exc if isinstance(exc, KStreamError) else kafka_failure(exc, "lost"))
         self._close_tasks()
+        self._close_suspended()
         log.warning("event=lost partitions=%s", _describe(partitions))
 
-    def _create_tasks(self) -> None:
+    def _create_tasks(self) -> set[tuple[int, int]]:
+        """Tasks for the assignment (resumed where _suspend_tasks allows); the resumed ones."""
         assert self.collector is not None
         numbers: dict[int, set[int]] = defaultdict(set)
         for tp in self._assignment:
             numbers[self._sub_of_topic[tp.topic].index].add(tp.partition)
+        resumed = self._resume_suspended({(sub, p) for sub, parts in numbers.items()
+                                          for p in parts})
         if self.standbys is not None:
             # A store directory is open as a standby or as a task, never both: the task's
             # restore then continues from the standby's checkpoint (only the lag).
@@ -713,9 +768,11 @@ class Engine:
             self.standbys.refresh_soon()
         for sub in self.subtopologies:
             for partition in sorted(numbers.get(sub.index, ())):
-                self.tasks[(sub.index, partition)] = self.new_task(sub.index, partition)
+                task_id = (sub.index, partition)
+                self.tasks[task_id] = (resumed[task_id] if task_id in resumed
+                                       else self.new_task(sub.index, partition))
         self.queries.assigned(self.tasks)
-        self._restore([t for t in self.tasks.values() if t.stores])
+        self._restore([t for tid, t in self.tasks.items() if t.stores and tid not in resumed])
         self._handlers = {}
         for tp in self._assignment:
             task = self.tasks[(self._sub_of_topic[tp.topic].index, tp.partition)]
@@ -726,12 +783,15 @@ class Engine:
                 (tp.topic, tp.partition))
         self._orderer.assign(by_task.values() if self._ordered else [])
         self.queries.publish(self.tasks)
+        return set(resumed)
 
     def _keep_standbys(self, standbys: StandbyReplicas) -> None:
         """Between batches: a bounded slice of standby work, and the placement check."""
         self.watchdog.beat("standbys")
         standbys.poll()
-        standbys.maybe_refresh(self._static_id or self._member_id(), set(self.tasks))
+        # Suspended tasks still hold their stores open: never a standby of those either.
+        standbys.maybe_refresh(self._static_id or self._member_id(),
+                               set(self.tasks) | set(self._suspended[1]))
         now = time.monotonic()
         if now >= self._next_standby_lag:
             self._next_standby_lag = now + 1.0
@@ -774,6 +834,36 @@ class Engine:
             setattr(self.stats, f"skipped_{reason}",
                     getattr(self.stats, f"skipped_{reason}") + count)
         task.close()
+
+    def _suspend_tasks(self) -> None:
+        """After a clean revoke: keep the tasks, stores open, for the next assignment.
+
+        Invariant (why a resumed task needs no restore): its last transaction committed in
+        the revoke, and an eager rebalance hands a partition to nobody until every member has
+        revoked and rejoined; so if the next assignment gives it back to the same member id
+        (no session lost in between), nobody wrote its changelog meanwhile and its stores,
+        stream time and processors are exactly its committed state. Otherwise it is closed."""
+        self.queries.withdraw()  # no query reads a store we do not own
+        self._close_suspended()
+        self._suspended = (self._member_id(), dict(self.tasks))
+        self.tasks.clear()
+        self._handlers = {}
+        self._assignment = []
+        self._orderer.assign([])
+
+    def _resume_suspended(self, assigned: set[tuple[int, int]]) -> dict[tuple[int, int], Task]:
+        """The suspended tasks assigned again to the same member id; the others closed."""
+        member_id, suspended = self._suspended
+        self._suspended = (None, {})
+        same_member = member_id is not None and member_id == self._member_id()
+        resumed = {tid: t for tid, t in suspended.items() if same_member and tid in assigned}
+        for tid, task in suspended.items():
+            if tid not in resumed:
+                self._retire(task)
+        return resumed
+
+    def _close_suspended(self) -> None:
+        self._resume_suspended(set())
 
     def _close_tasks(self) -> None:
         for task in self.tasks.values():

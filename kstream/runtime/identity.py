@@ -48,7 +48,10 @@ class InstanceIdentity:
     def group_instance_id(self, application_id: str) -> str:
         """The consumer's `group.instance.id` under static membership: as stable as the
         transactional.id, and as exclusive (the lock), so the coordinator never sees two live
-        members claim it unless a state directory was copied (then it fences the older)."""
+        members claim it unless a state directory was copied (then it fences the older).
+
+        Invariant: equal to `transactional_id`; kstream.runtime.handover names a departed
+        member's transactional.id by the group.instance.id the group description shows."""
         return f"{application_id}-{self.instance_id}"
 
     def release(self) -> None:

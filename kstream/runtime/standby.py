@@ -19,8 +19,8 @@ A standby task's stores live where the active task's would, `<state_dir>/<app>/<
 the same changelog checkpoint, so when the task is assigned here the ordinary restore reads
 only the lag. Invariant: a store directory is open either as a standby or as an active task,
 never both (the engine releases standbys before it creates tasks, and never places a standby
-for a task active here). Only persistent (RocksDB), logged stores have standbys: a memory
-store would have to hand its data to the task, and is rebuilt on every start anyway.
+for a task active or suspended here). Only persistent (RocksDB), logged stores have standbys:
+a memory store would have to hand its data to the task, and is rebuilt on every start anyway.
 """
 
 from __future__ import annotations

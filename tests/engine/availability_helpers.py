@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import orjson
+from confluent_kafka import Producer
 
 from kstream.testing import KafkaCluster
 
@@ -43,9 +44,18 @@ class Load:
     stopped; `produced` is exact once `stop()` returned."""
 
     def __init__(self, kafka: KafkaCluster, topic: str, chunk: int, period_s: float,
-                 make: Callable[[int], tuple[bytes, bytes]] = record) -> None:
+                 make: Callable[[int], tuple[bytes, bytes]] = record,
+                 one_producer: bool = False) -> None:
+        """`one_producer`: one producer for the whole run. By default every chunk goes through
+        KafkaCluster.produce, a new idempotent producer per call, 0.5-1 s each on a loaded
+        host: the load comes in bursts and records are stamped up to a second before they
+        reach Kafka (which the tests reading the whole output topic rely on: between bursts
+        their reader reaches the end)."""
         self.kafka, self.topic, self.chunk, self.period_s = kafka, topic, chunk, period_s
         self.make = make
+        self._producer = Producer(kafka.config(**{
+            "enable.idempotence": True, "linger.ms": 5,
+            "partitioner": "murmur2_random"})) if one_producer else None
         self.produced = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -60,7 +70,15 @@ class Load:
     def _run(self) -> None:
         while not self._stop.wait(self.period_s):  # pacing, not synchronisation
             start = self.produced
-            self.kafka.produce(self.topic, (self.make(i) for i in range(start, start + self.chunk)))
+            if self._producer is None:
+                self.kafka.produce(self.topic,
+                                   (self.make(i) for i in range(start, start + self.chunk)))
+            else:
+                for i in range(start, start + self.chunk):
+                    key, value = self.make(i)
+                    self._producer.produce(self.topic, value, key)
+                if self._producer.flush(60):
+                    raise RuntimeError(f"load to {self.topic}: records not acknowledged")
             self.produced = start + self.chunk
 
     def stop(self) -> int:

@@ -48,7 +48,7 @@ app = App(
     state_dir=os.environ["CRASH_APP_STATE_DIR"],
     error_policy=os.environ.get("CRASH_APP_ERROR_POLICY", "fail"),
     batch_size=int(os.environ.get("CRASH_APP_BATCH", "200")),
-    session_timeout_ms=6000,
-    transaction_timeout_ms=5000,
+    session_timeout_ms=int(os.environ.get("CRASH_APP_SESSION_MS", "6000")),
+    transaction_timeout_ms=int(os.environ.get("CRASH_APP_TXN_MS", "5000")),
     commit_interval_ms=int(os.environ.get("CRASH_APP_COMMIT_MS", "100")),
 )
