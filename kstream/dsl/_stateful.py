@@ -80,8 +80,12 @@ class AggregateOp(Processor, Fusable):
         em.line(depth, f"{old} = {agg} = {em.bind(self._get, 'aget')}(key)")
         em.line(depth, f"if {agg} is None: {agg} = {em.bind(self._initializer, 'ainit')}()")
         em.line(depth, f"{agg} = {em.bind(self._adder, 'add')}(key, value, {agg})")
-        em.line(depth, f"{em.bind(self._put, 'aput')}(key, {agg})")
-        em.line(depth, f"value = {em.bind(Change, 'Change')}({old}, {agg})")
+        stored = em.local("stored")
+        em.line(depth, f"{stored} = {em.bind(self._put, 'aput')}(key, {agg})")
+        em.assign_change(depth, em.bind(Change, "Change"), old, agg)
+        fast = getattr(self._store, "fast_value_serializer", None)
+        if fast is not None:  # a sink right after to_stream() reuses the stored bytes
+            em.note_encoding(fast, agg, stored)
         return FuseResult(depth, skip)
 
     def _skip_record(self, record: Record) -> None:

@@ -53,6 +53,32 @@ class _Emitter:
     def line(self, depth: int, text: str) -> None:
         self.lines.append("    " * depth + text)
 
+    # Facts about the current `value`, each valid only while no line follows the one that
+    # established it (its index is kept): then nothing else can have run in between.
+    _change: tuple[int, str] | None = None      # (line index, `new` expression)
+    _encoded: tuple[int, Any, str, str] | None = None  # (lines, fast fn, obj local, data local)
+
+    def assign_change(self, depth: int, change: str, old: str, new: str) -> None:
+        self.line(depth, f"value = {change}({old}, {new})")
+        self._change = (len(self.lines) - 1, new)
+
+    def unwrap_change(self, depth: int) -> None:
+        change = self._change
+        if change is not None and change[0] == len(self.lines) - 1:
+            self.lines[change[0]] = "    " * depth + f"value = {change[1]}"
+            self._change = None
+            return
+        self.line(depth, "value = value.new")
+
+    def note_encoding(self, fast: Any, obj: str, data: str) -> None:
+        self._encoded = (len(self.lines), fast, obj, data)
+
+    def known_encoding(self, fast: Any) -> tuple[str, str] | None:
+        enc = self._encoded
+        if enc is not None and enc[0] == len(self.lines) and enc[1] is fast:
+            return enc[2], enc[3]
+        return None
+
 
 def fusable(proc: Processor) -> TypeGuard[Fusable]:
     return isinstance(proc, Fusable) and proc.can_fuse()
