@@ -18,6 +18,7 @@ from kstream.record import Record
 from kstream.runtime.operator import Emitter, Fusable, FuseResult
 
 Initializer = Callable[[], Any]
+_MISS = object()
 Adder = Callable[[Any, Any, Any], Any]  # (key, value, aggregate) -> aggregate
 
 
@@ -67,7 +68,8 @@ class AggregateOp(Processor, Fusable):
             self._down(record)
 
     # Fused form of `process` (emit per update): the same store get, initializer, adder and
-    # put in the same order; a skipped record gets the same Record `process` would see.
+    # put in the same order; a skipped record gets the same Record `process` would see. A
+    # read-cache hit is taken inline (the store's str_key_cache), anything else asks get.
     def can_fuse(self) -> bool:
         return not self._emit_on_commit
 
@@ -77,7 +79,16 @@ class AggregateOp(Processor, Fusable):
         em.line(depth, "if key is None or value is None:")
         em.line(depth + 1, f"{skip_fn}(Record(key, value, ts, headers, TOPIC, PARTITION, "
                            f"offset)); {skip}")
-        em.line(depth, f"{old} = {agg} = {em.bind(self._get, 'aget')}(key)")
+        aget = em.bind(self._get, "aget")
+        cache = getattr(self._store, "str_key_cache", None)
+        if cache is None:
+            em.line(depth, f"{old} = {agg} = {aget}(key)")
+        else:  # a cache hit without a call: what get would return (KeyValueStore.get)
+            miss = em.bind(_MISS, "MISS")
+            em.line(depth, f"{agg} = {em.bind(cache.get, 'acached')}(key, {miss}) "
+                           f"if type(key) is str else {miss}")
+            em.line(depth, f"if {agg} is {miss}: {agg} = {aget}(key)")
+            em.line(depth, f"{old} = {agg}")
         em.line(depth, f"if {agg} is None: {agg} = {em.bind(self._initializer, 'ainit')}()")
         em.line(depth, f"{agg} = {em.bind(self._adder, 'add')}(key, value, {agg})")
         stored = em.local("stored")

@@ -21,7 +21,7 @@ from typing import Any, TypeGuard
 
 from kstream.processor import Processor
 from kstream.record import Record
-from kstream.runtime.operator import Fusable
+from kstream.runtime.operator import Emitter, Fusable
 from kstream.runtime.shared_values import checked_child
 from kstream.topology import Topology
 
@@ -96,6 +96,25 @@ def compile_chain(topology: Topology, first_children: list[str],
     em.line(0, "def chain(key, value, ts, headers, offset):")
     _emit_children(em, topology, first_children, processors, depth=1, skip="return")
     return _compile(em, "chain", f"chain {topic}")
+
+
+def compile_source(topology: Topology, first_children: list[str],
+                   processors: dict[str, Processor], topic: str, partition: int, *,
+                   prologue: Callable[[Emitter], None], skip: str,
+                   epilogue: Callable[[Emitter], None], env: dict[str, Any],
+                   check_shared_values: bool = False) -> Callable[[Any], None]:
+    """Generate a whole source handler `handle(msg)`: the task's `prologue` lines (they leave
+    key, value, ts, headers and offset in locals and open a block at depth 2), the fused chain
+    inlined there with `skip` for dropped records, then the task's `epilogue`. One function
+    per record instead of a handler calling a chain. `env`: fixed global names they use."""
+    em = _Emitter(topic, partition)
+    em.env.update(env)
+    em.check_shared_values = check_shared_values
+    em.line(0, "def handle(msg):")
+    prologue(em)
+    _emit_children(em, topology, first_children, processors, depth=2, skip=skip)
+    epilogue(em)
+    return _compile(em, "handle", f"source {topic}")
 
 
 def compile_record_entry(topology: Topology, node: str,

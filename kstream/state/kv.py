@@ -139,6 +139,12 @@ class KeyValueStore(OrderedScans):
         return data
 
     @property
+    def str_key_cache(self) -> dict[Any, Any]:
+        """The read cache, for generated code: a str key in it maps to exactly what `get`
+        returns for it (the invariant above); a key not in it: call `get`."""
+        return self._cache
+
+    @property
     def fast_value_serializer(self) -> Callable[[Any], bytes] | None:
         """The C codec `put` encodes values with when it can (serdes._fast), else None."""
         return self._fast_value
