@@ -4,6 +4,9 @@ Why: per-record Python calls are the cost that matters. A chain filter → map_v
 as one function holding key and value in locals, calling only the user's lambdas, the serdes
 and the producer. This module owns the emitter and the compile step and walks the graph; each
 operator writes its own lines (`kstream.runtime.operator.Fusable.fuse`, next to its `process`).
+A source's chain is generated inside its whole source handler (`compile_source`, whose prologue
+and epilogue the task writes); a record handed on by a processor enters through
+`compile_record_entry`.
 Anything else (Processor API nodes, branches, dynamic sinks, fan-out) receives a normal Record
 and runs as a processor, so semantics are unchanged.
 
@@ -82,20 +85,6 @@ class _Emitter:
 
 def fusable(proc: Processor) -> TypeGuard[Fusable]:
     return isinstance(proc, Fusable) and proc.can_fuse()
-
-
-def compile_chain(topology: Topology, first_children: list[str],
-                  processors: dict[str, Processor], topic: str, partition: int, *,
-                  check_shared_values: bool = False) -> Chain:
-    """Generate the function that runs a source's records through its fusable operators.
-
-    Processors must be initialised (a fused sink reads its collector from its context).
-    """
-    em = _Emitter(topic, partition)
-    em.check_shared_values = check_shared_values
-    em.line(0, "def chain(key, value, ts, headers, offset):")
-    _emit_children(em, topology, first_children, processors, depth=1, skip="return")
-    return _compile(em, "chain", f"chain {topic}")
 
 
 def compile_source(topology: Topology, first_children: list[str],

@@ -25,13 +25,7 @@ from kstream.errors import (
 )
 from kstream.processor import Processor, ProcessorContext, PunctuationType
 from kstream.record import Record
-from kstream.runtime.fusion import (
-    Chain,
-    compile_chain,
-    compile_record_entry,
-    compile_source,
-    fusable,
-)
+from kstream.runtime.fusion import Chain, compile_record_entry, compile_source, fusable
 from kstream.runtime.operator import Emitter
 from kstream.runtime.punctuation import PunctuationSchedule, Punctuator
 from kstream.runtime.shared_values import checked_child
@@ -167,11 +161,9 @@ class Task:
         return proc.process
 
     def _chain(self, topology: Topology, source: SourceNode, topic: str) -> Chain:
-        """What runs after deserialization: fused operators, or plain processor calls."""
+        """What runs after deserialization without fusion: plain processor calls (with fusion
+        the chain is generated inside the source handler, see `_fused_source`)."""
         children = topology.children[source.name]
-        if self._fusion:
-            return compile_chain(topology, children, self._processors, topic, self.partition,
-                                 check_shared_values=self.check_shared_values)
         targets: list[Callable[[Record], None]] = [self._processors[kid].process
                                                    for kid in children]
         if self.check_shared_values and len(targets) > 1:
