@@ -9,7 +9,6 @@ through the real serde (with its context), so results and errors are exactly the
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -18,12 +17,17 @@ import orjson
 from ._json import JsonSerde
 from ._primitives import StringSerde
 
-_UTF8: Callable[[bytes], str] = functools.partial(str, encoding="utf-8")
+# bytes.decode: UTF-8, strict, a plain C method call (str(data, encoding=...) through
+# functools.partial parsed its keyword on every record). It refuses bytearray/memoryview,
+# which StringSerde takes: the caller then asks the serde, as for any shortcut error.
+_UTF8: Callable[[bytes], str] = bytes.decode
 
 
 def fast_deserializer(serde: Any) -> Callable[[bytes], Any] | None:
-    """A C function equal to `serde.deserialize(data, ctx)` for non-None `data` that decodes,
-    or None when `serde` has no shortcut (subclasses never do: they may override)."""
+    """A C function equal to `serde.deserialize(data, ctx)` for non-None `data` that it
+    decodes, or None when `serde` has no shortcut (subclasses never do: they may override).
+    When it raises, the caller repeats the call through the serde, whose result or error
+    counts."""
     kind = type(serde)
     if kind is StringSerde:
         return _UTF8

@@ -90,5 +90,5 @@ class ToStreamOp(_Operator, Fusable):
         self._down(record)
 
     def fuse(self, em: Emitter, depth: int, skip: str) -> FuseResult:
-        em.line(depth, "value = value.new")
+        em.unwrap_change(depth)  # right after a fused aggregation: its new value, no Change
         return FuseResult(depth, skip)

@@ -18,6 +18,7 @@ from kstream.record import Record
 from kstream.runtime.operator import Emitter, Fusable, FuseResult
 
 Initializer = Callable[[], Any]
+_MISS = object()
 Adder = Callable[[Any, Any, Any], Any]  # (key, value, aggregate) -> aggregate
 
 
@@ -75,7 +76,8 @@ class AggregateOp(Processor, Fusable):
             self._down(record)
 
     # Fused form of `process` (emit per update): the same store get, initializer, adder and
-    # put in the same order; a skipped record gets the same Record `process` would see.
+    # put in the same order; a skipped record gets the same Record `process` would see. A
+    # read-cache hit is taken inline (the store's str_key_cache), anything else asks get.
     def can_fuse(self) -> bool:
         return not self._emit_on_commit
 
@@ -85,15 +87,27 @@ class AggregateOp(Processor, Fusable):
         em.line(depth, "if key is None or value is None:")
         em.line(depth + 1, f"{skip_fn}(Record(key, value, ts, headers, TOPIC, PARTITION, "
                            f"offset)); {skip}")
-        em.line(depth, f"{entry} = {em.bind(self._get, 'aget')}(key)")
+        aget = em.bind(self._get, "aget")
+        cache = getattr(self._store, "str_key_cache", None)
+        if cache is None:
+            em.line(depth, f"{entry} = {aget}(key)")
+        else:  # a cache hit without a call: what get_with_timestamp would return
+            miss = em.bind(_MISS, "MISS")
+            em.line(depth, f"{entry} = {em.bind(cache.get, 'acached')}(key, {miss}) "
+                           f"if type(key) is str else {miss}")
+            em.line(depth, f"if {entry} is {miss}: {entry} = {aget}(key)")
         em.line(depth, f"if {entry} is None: {old} = None; "
                        f"{agg} = {em.bind(self._initializer, 'ainit')}()")
         em.line(depth, "else:")
         em.line(depth + 1, f"{old} = {agg} = {entry}[0]")
         em.line(depth + 1, f"if {entry}[1] > ts: ts = {entry}[1]")
         em.line(depth, f"{agg} = {em.bind(self._adder, 'add')}(key, value, {agg})")
-        em.line(depth, f"{em.bind(self._put, 'aput')}(key, {agg}, ts)")
-        em.line(depth, f"value = {em.bind(Change, 'Change')}({old}, {agg})")
+        stored = em.local("stored")
+        em.line(depth, f"{stored} = {em.bind(self._put, 'aput')}(key, {agg}, ts)")
+        em.assign_change(depth, em.bind(Change, "Change"), old, agg)
+        fast = getattr(self._store, "fast_value_serializer", None)
+        if fast is not None:  # a sink right after to_stream() reuses the stored bytes
+            em.note_encoding(fast, agg, stored)
         return FuseResult(depth, skip)
 
     def _skip_record(self, record: Record) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from kstream.errors import AbortableError, KStreamError, kafka_failure
+from kstream.runtime.operator import Emitter
 from kstream.runtime.stats import EngineStats
 
 BACKPRESSURE_DEADLINE_S = 60.0
@@ -37,6 +38,7 @@ class KafkaRecordCollector:
 
     def send(self, topic: str, key: bytes | None, value: bytes | None, timestamp: int,
              headers: list[tuple[str, bytes]] | None, partition: int = -1) -> None:
+        # Invariant: fuse_send emits this same body for fused sinks; change both together.
         try:
             self._produce(topic, value, key, partition, None, None, timestamp, headers)
         except BufferError:
@@ -45,6 +47,20 @@ class KafkaRecordCollector:
             raise self._classify(exc, topic) from exc
         self._stats.records_out += 1
         self.last_timestamp = timestamp
+
+    def fuse_send(self, em: Emitter, depth: int, topic: str, key: str, value: str) -> None:
+        """Emit `send(topic, key, value, ts, headers)` inline for a fused sink (locals `ts`,
+        `headers`): the same produce call, fallbacks and counters as `send`, one Python call
+        fewer per output. `_produce` is looked up per call, as `rebind` replaces it."""
+        me = em.bind(self, "collector")
+        em.line(depth, "try:")
+        em.line(depth + 1, f"{me}._produce({topic}, {value}, {key}, -1, None, None, ts, headers)")
+        em.line(depth, "except BufferError:")
+        em.line(depth + 1, f"{me}._wait_for_room({topic}, {key}, {value}, ts, headers, -1)")
+        em.line(depth, f"except {em.bind(KafkaException, 'KafkaException')} as exc:")
+        em.line(depth + 1, f"raise {me}._classify(exc, {topic}) from exc")
+        em.line(depth, f"{em.bind(self._stats, 'stats')}.records_out += 1")
+        em.line(depth, f"{me}.last_timestamp = ts")
 
     def _wait_for_room(self, topic: str, key: bytes | None, value: bytes | None, timestamp: int,
                        headers: list[tuple[str, bytes]] | None, partition: int,

@@ -4,6 +4,9 @@ Why: per-record Python calls are the cost that matters. A chain filter → map_v
 as one function holding key and value in locals, calling only the user's lambdas, the serdes
 and the producer. This module owns the emitter and the compile step and walks the graph; each
 operator writes its own lines (`kstream.runtime.operator.Fusable.fuse`, next to its `process`).
+A source's chain is generated inside its whole source handler (`compile_source`, whose prologue
+and epilogue the task writes); a record handed on by a processor enters through
+`compile_record_entry`.
 Anything else (Processor API nodes, branches, dynamic sinks, fan-out) receives a normal Record
 and runs as a processor, so semantics are unchanged.
 
@@ -21,7 +24,7 @@ from typing import Any, TypeGuard
 
 from kstream.processor import Processor
 from kstream.record import Record
-from kstream.runtime.operator import Fusable
+from kstream.runtime.operator import Emitter, Fusable
 from kstream.runtime.shared_values import checked_child
 from kstream.topology import Topology
 
@@ -53,23 +56,54 @@ class _Emitter:
     def line(self, depth: int, text: str) -> None:
         self.lines.append("    " * depth + text)
 
+    # Facts about the current `value`, each valid only while no line follows the one that
+    # established it (its index is kept): then nothing else can have run in between.
+    _change: tuple[int, str] | None = None      # (line index, `new` expression)
+    _encoded: tuple[int, Any, str, str] | None = None  # (lines, fast fn, obj local, data local)
+
+    def assign_change(self, depth: int, change: str, old: str, new: str) -> None:
+        self.line(depth, f"value = {change}({old}, {new})")
+        self._change = (len(self.lines) - 1, new)
+
+    def unwrap_change(self, depth: int) -> None:
+        change = self._change
+        if change is not None and change[0] == len(self.lines) - 1:
+            self.lines[change[0]] = "    " * depth + f"value = {change[1]}"
+            self._change = None
+            return
+        self.line(depth, "value = value.new")
+
+    def note_encoding(self, fast: Any, obj: str, data: str) -> None:
+        self._encoded = (len(self.lines), fast, obj, data)
+
+    def known_encoding(self, fast: Any) -> tuple[str, str] | None:
+        enc = self._encoded
+        if enc is not None and enc[0] == len(self.lines) and enc[1] is fast:
+            return enc[2], enc[3]
+        return None
+
 
 def fusable(proc: Processor) -> TypeGuard[Fusable]:
     return isinstance(proc, Fusable) and proc.can_fuse()
 
 
-def compile_chain(topology: Topology, first_children: list[str],
-                  processors: dict[str, Processor], topic: str, partition: int, *,
-                  check_shared_values: bool = False) -> Chain:
-    """Generate the function that runs a source's records through its fusable operators.
-
-    Processors must be initialised (a fused sink reads its collector from its context).
-    """
+def compile_source(topology: Topology, first_children: list[str],
+                   processors: dict[str, Processor], topic: str, partition: int, *,
+                   prologue: Callable[[Emitter], None], skip: str,
+                   epilogue: Callable[[Emitter], None], env: dict[str, Any],
+                   check_shared_values: bool = False) -> Callable[[Any], None]:
+    """Generate a whole source handler `handle(msg)`: the task's `prologue` lines (they leave
+    key, value, ts, headers and offset in locals and open a block at depth 2), the fused chain
+    inlined there with `skip` for dropped records, then the task's `epilogue`. One function
+    per record instead of a handler calling a chain. `env`: fixed global names they use."""
     em = _Emitter(topic, partition)
+    em.env.update(env)
     em.check_shared_values = check_shared_values
-    em.line(0, "def chain(key, value, ts, headers, offset):")
-    _emit_children(em, topology, first_children, processors, depth=1, skip="return")
-    return _compile(em, "chain", f"chain {topic}")
+    em.line(0, "def handle(msg):")
+    prologue(em)
+    _emit_children(em, topology, first_children, processors, depth=2, skip=skip)
+    epilogue(em)
+    return _compile(em, "handle", f"source {topic}")
 
 
 def compile_record_entry(topology: Topology, node: str,

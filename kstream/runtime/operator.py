@@ -31,6 +31,26 @@ class Emitter(Protocol):
         """Append one line of code, indented `depth` levels."""
         ...
 
+    def assign_change(self, depth: int, change: str, old: str, new: str) -> None:
+        """`value = change(old, new)` (`change`: the bound name of the DSL's Change class), as
+        a line `unwrap_change` can still take back."""
+        ...
+
+    def unwrap_change(self, depth: int) -> None:
+        """`value = value.new`; right after `assign_change` that becomes `value = new`, so no
+        Change is built (table.to_stream() after an aggregation)."""
+        ...
+
+    def note_encoding(self, fast: Any, obj: str, data: str) -> None:
+        """Local `data` holds `fast(obj)` (a serdes._fast serializer's bytes), valid until the
+        next line is emitted (`unwrap_change` keeps it)."""
+        ...
+
+    def known_encoding(self, fast: Any) -> tuple[str, str] | None:
+        """(obj, data) of the last `note_encoding` with this `fast` if it still holds, else
+        None. Generated code must still check that the value it encodes `is` obj."""
+        ...
+
 
 class FuseResult(NamedTuple):
     """Where the code of an operator's children goes after its own lines."""

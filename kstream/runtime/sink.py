@@ -57,9 +57,12 @@ class SinkOp(Processor, Fusable):
 
     # Fused form of `process` for a fixed topic without partitioner: key serialized before
     # value, both serdes see the record's own header list (they may add to it), and the
-    # collector gets that same list. One context per side, so only `headers` changes per record.
+    # collector gets that same list. One context per side; only `headers` changes per record,
+    # and it is set just before a serde runs (the C codecs do not read contexts).
     # Built-in String/Json serdes are called through their C codec (serdes._fast); if that
-    # raises, the serde itself runs, so results and errors are the serde's.
+    # raises, the serde itself runs, so results and errors are the serde's. Right after a fused
+    # aggregation (and to_stream), the value's bytes are those the store just wrote with the
+    # same codec, reused when the value is that very object.
     def can_fuse(self) -> bool:
         return self._static_topic is not None and self._partitioner is None
 
@@ -67,25 +70,42 @@ class SinkOp(Processor, Fusable):
         topic = self._static_topic
         kctx = em.bind(SerdeContext(topic=topic, is_key=True), "kctx")
         vctx = em.bind(SerdeContext(topic=topic, is_key=False), "vctx")
-        send = em.bind(self._collector.send, "send")
-        em.line(depth, f"{kctx}.headers = {vctx}.headers = headers")
+        vfast = fast_serializer(effective(self._value_serde))
+        known = None if vfast is None else em.known_encoding(vfast)
         kb = _emit_serialize(em, depth, "key", self._key_serde, self._serialize_key, kctx)
-        vb = _emit_serialize(em, depth, "value", self._value_serde, self._serialize_value, vctx)
-        em.line(depth, f"{send}({em.bind(topic, 'topic')}, {kb}, {vb}, ts, headers)")
+        vb = _emit_serialize(em, depth, "value", self._value_serde, self._serialize_value, vctx,
+                             known)
+        topic_name = em.bind(topic, "topic")
+        fuse_send = getattr(self._collector, "fuse_send", None)
+        if fuse_send is not None:
+            fuse_send(em, depth, topic_name, kb, vb)
+        else:
+            send = em.bind(self._collector.send, "send")
+            em.line(depth, f"{send}({topic_name}, {kb}, {vb}, ts, headers)")
         return FuseResult(depth, skip)
 
 
 def _emit_serialize(em: Emitter, depth: int, name: str, serde: Serde,
-                    serialize: Callable[[Any, SerdeContext], bytes | None], ctx: str) -> str:
-    """Lines that serialize local `name`; returns the local holding its bytes."""
+                    serialize: Callable[[Any, SerdeContext], bytes | None], ctx: str,
+                    known: tuple[str, str] | None = None) -> str:
+    """Lines that serialize local `name`; returns the local holding its bytes. `known`:
+    (obj, data) locals where data already holds this codec's bytes of obj."""
     ser = em.bind(serialize, "ser")
     out = em.local("data")
     fast = fast_serializer(effective(serde))  # a default serde: its target's shortcut
     if fast is None:
+        em.line(depth, f"{ctx}.headers = headers")
         em.line(depth, f"{out} = {ser}({name}, {ctx})")
         return out
+    if known is not None:
+        obj, data = known
+        em.line(depth, f"if {name} is {obj}:")
+        em.line(depth + 1, f"{out} = {data}")
+        em.line(depth, "else:")
+        depth += 1
     em.line(depth, "try:")
     em.line(depth + 1, f"{out} = None if {name} is None else {em.bind(fast, 'fast')}({name})")
     em.line(depth, "except Exception:")
+    em.line(depth + 1, f"{ctx}.headers = headers")
     em.line(depth + 1, f"{out} = {ser}({name}, {ctx})")
     return out

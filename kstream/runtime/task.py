@@ -25,7 +25,8 @@ from kstream.errors import (
 )
 from kstream.processor import Processor, ProcessorContext, PunctuationType
 from kstream.record import Record
-from kstream.runtime.fusion import Chain, compile_chain, compile_record_entry, fusable
+from kstream.runtime.fusion import Chain, compile_record_entry, compile_source, fusable
+from kstream.runtime.operator import Emitter
 from kstream.runtime.punctuation import PunctuationSchedule, Punctuator
 from kstream.runtime.shared_values import checked_child
 from kstream.runtime.sink import SinkOp
@@ -145,8 +146,11 @@ class Task:
         self._cache_discards = [p.discard_cache for p in caching]
         for source in sources:
             for topic in source.topics:
-                chain = self._chain(topology, source, topic)
-                self._handlers[topic] = self._source_handler(source, topic, chain)
+                if self._fusion:
+                    self._handlers[topic] = self._fused_source(topology, source, topic)
+                else:
+                    chain = self._chain(topology, source, topic)
+                    self._handlers[topic] = self._source_handler(source, topic, chain)
 
     def _entry(self, topology: Topology, node: str) -> Callable[[Record], None]:
         """How a parent hands a record to `node`: a fused chain when it starts there."""
@@ -157,11 +161,9 @@ class Task:
         return proc.process
 
     def _chain(self, topology: Topology, source: SourceNode, topic: str) -> Chain:
-        """What runs after deserialization: fused operators, or plain processor calls."""
+        """What runs after deserialization without fusion: plain processor calls (with fusion
+        the chain is generated inside the source handler, see `_fused_source`)."""
         children = topology.children[source.name]
-        if self._fusion:
-            return compile_chain(topology, children, self._processors, topic, self.partition,
-                                 check_shared_values=self.check_shared_values)
         targets: list[Callable[[Record], None]] = [self._processors[kid].process
                                                    for kid in children]
         if self.check_shared_values and len(targets) > 1:
@@ -175,32 +177,70 @@ class Task:
 
         return unfused
 
+    def _fused_source(self, topology: Topology, source: SourceNode,
+                      topic: str) -> Callable[[Message], None]:
+        """`_source_handler` around the fused chain, generated as one function: the same
+        decode, timestamp checks, errors, stream time and punctuation, in the same order, with
+        the chain's lines inline (one Python call per record fewer). A dropped record still
+        checks punctuation, as after the chain returns in `_source_handler`."""
+        dec = _SourceDecoding(source, topic, self.partition)
+
+        def prologue(em: Emitter) -> None:
+            em.line(1, "try:")
+            for name, fast, de, ctx in (("key", dec.key_fast, dec.key_de, dec.key_ctx),
+                                        ("value", dec.value_fast, dec.value_de, dec.value_ctx)):
+                em.line(2, f"{name} = msg.{name}()")
+                if fast is None:
+                    em.line(2, f"{name} = {em.bind(de, 'de')}({name}, {em.bind(ctx, 'dctx')})")
+                else:
+                    em.line(2, f"if {name} is not None: {name} = {em.bind(fast, 'defast')}"
+                               f"({name})")
+            em.line(1, "except Exception as exc:")
+            em.line(2, f"key, value = {em.bind(dec.redo, 'redo')}(msg, exc)")
+            em.line(1, "headers = msg.headers()")
+            em.line(1, "ts = msg.timestamp()[1]")
+            em.line(1, "offset = msg.offset()")
+            ts_error = em.bind(dec.timestamp_error, "tserr")
+            if source.timestamp_extractor is not None:
+                extract = em.bind(source.timestamp_extractor, "extract")
+                em.line(1, "try:")
+                em.line(2, f"ts = int({extract}(Record(key, value, ts, headers, TOPIC, "
+                           f"PARTITION, {em.bind(_off, 'off')}(offset)), TASK.stream_time))")
+                em.line(1, "except Exception as exc:")
+                em.line(2, f"raise {ts_error}(offset, exc) from exc")
+            em.line(1, "if ts < 0:")
+            em.line(2, f'raise {ts_error}(offset, ValueError(f"invalid timestamp {{ts}}"))')
+            em.line(1, "if ts > TASK.stream_time:")
+            em.line(2, "TASK.stream_time = ts")
+            em.line(1, "try:")
+
+        def epilogue(em: Emitter) -> None:
+            em.line(1, f"except {em.bind(KStreamError, 'KStreamError')}:")
+            em.line(2, "raise")
+            em.line(1, "except Exception as exc:")
+            em.line(2, f"raise {em.bind(_process_error, 'procerr')}(exc, TOPIC, PARTITION, "
+                       f"{em.bind(_off, 'off')}(offset)) from exc")
+            em.line(1, _PUNCTUATE_IF_DUE)
+
+        return compile_source(
+            topology, topology.children[source.name], self._processors, topic, self.partition,
+            prologue=prologue, epilogue=epilogue, skip=f"return {_PUNCTUATE_EXPR}",
+            env={"TASK": self, "SCHED": self.punctuation},
+            check_shared_values=self.check_shared_values)
+
     def _source_handler(self, source: SourceNode, topic: str,
                         chain: Chain) -> Callable[[Message], None]:
         # Hot path: the serde contexts are filled in only when deserialization fails (then the
         # call is repeated with full context so the error names the record).
-        key_ctx = SerdeContext(topic=topic, partition=self.partition, is_key=True)
-        value_ctx = SerdeContext(topic=topic, partition=self.partition, is_key=False)
-        key_de = source.key_serde.deserialize
-        value_de = source.value_serde.deserialize
-        key_fast = fast_deserializer(effective(source.key_serde))  # None: call the serde
-        value_fast = fast_deserializer(effective(source.value_serde))
+        dec = _SourceDecoding(source, topic, self.partition)
+        key_ctx, value_ctx = dec.key_ctx, dec.value_ctx
+        key_de, value_de = dec.key_de, dec.value_de
+        key_fast, value_fast = dec.key_fast, dec.value_fast  # None: call the serde
+        redo = dec.redo
         extractor = source.timestamp_extractor
         partition = self.partition
         schedule = self.punctuation
         task = self
-
-        def deserialize_error(msg: Message, first: Exception) -> RecordError:
-            offset = msg.offset()
-            for ctx in (key_ctx, value_ctx):
-                ctx.offset, ctx.headers = offset, msg.headers()
-            try:
-                key_de(msg.key(), key_ctx)
-                value_de(msg.value(), value_ctx)
-                cause: Exception = first
-            except Exception as exc:
-                cause = exc
-            return RecordError(STAGE_DESERIALIZE, topic, partition, _off(offset), cause)
 
         def handle(msg: Message) -> None:
             try:
@@ -211,7 +251,7 @@ class Task:
                 value = (value_de(data, value_ctx) if value_fast is None
                          else None if data is None else value_fast(data))
             except Exception as exc:
-                raise deserialize_error(msg, exc) from exc
+                key, value = redo(msg, exc)
             headers = msg.headers()
             ts = msg.timestamp()[1]
             if extractor is not None:
@@ -324,6 +364,46 @@ class Task:
             proc.close()
         for store in self.stores.values():
             store.close()
+
+
+# Generated source handlers (Task._fused_source) end with this check; a dropped record takes
+# the expression form (`return <expr>`: punctuate_stream_time returns None).
+_PUNCTUATE_EXPR = ("None if TASK.stream_time < SCHED._next_stream_due "
+                   "else TASK.punctuate_stream_time()")
+_PUNCTUATE_IF_DUE = ("if TASK.stream_time >= SCHED._next_stream_due: "
+                     "TASK.punctuate_stream_time()")
+
+
+class _SourceDecoding:
+    """A source topic's deserializers for one task, and the error naming a bad record.
+
+    Hot path: the serde contexts are filled in only when deserialization fails (then the call
+    is repeated with full context so the error names the record)."""
+
+    def __init__(self, source: SourceNode, topic: str, partition: int) -> None:
+        self.topic, self.partition = topic, partition
+        self.key_ctx = SerdeContext(topic=topic, partition=partition, is_key=True)
+        self.value_ctx = SerdeContext(topic=topic, partition=partition, is_key=False)
+        self.key_de = source.key_serde.deserialize
+        self.value_de = source.value_serde.deserialize
+        self.key_fast = fast_deserializer(effective(source.key_serde))  # None: call the serde
+        self.value_fast = fast_deserializer(effective(source.value_serde))
+
+    def redo(self, msg: Message, first: Exception) -> tuple[Any, Any]:
+        """Decoding raised `first` (a C shortcut may refuse input its serde takes, e.g. a
+        bytearray): (key, value) from the serdes themselves, with the record in their
+        contexts; if they fail too, the RecordError naming the record."""
+        offset = msg.offset()
+        for ctx in (self.key_ctx, self.value_ctx):
+            ctx.offset, ctx.headers = offset, msg.headers()
+        try:
+            return self.key_de(msg.key(), self.key_ctx), self.value_de(msg.value(), self.value_ctx)
+        except Exception as exc:
+            raise RecordError(STAGE_DESERIALIZE, self.topic, self.partition, _off(offset),
+                              exc) from first
+
+    def timestamp_error(self, offset: int | None, cause: Exception) -> RecordError:
+        return RecordError(STAGE_TIMESTAMP, self.topic, self.partition, _off(offset), cause)
 
 
 _KSTREAM_DIR = str(Path(__file__).resolve().parent.parent) + os.sep

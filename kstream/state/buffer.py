@@ -7,7 +7,7 @@ buffered deletes (tombstones) hiding backend keys.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from kstream.state.backend import Entry
@@ -35,8 +35,11 @@ class WriteBuffer:
         self.inner = inner
         self._logged = logged
         self._buf: SortedBytesMap[bytes | None] = SortedBytesMap()
-        self._version = 0           # bumped on every write
-        self._sent_version: int | None = None  # version whose entries reached the changelog
+        self._sent_version: int | None = None  # _buf.writes when they reached the changelog
+        # put(key, value): value None buffers a delete, which hides the key in the backend
+        # until committed. The map's own set (one Python call per store write, not two); the
+        # map counts writes, which after_commit compares with _sent_version.
+        self.put: Callable[[bytes, bytes | None], None] = self._buf.set
 
     def __len__(self) -> int:
         return len(self._buf)
@@ -46,11 +49,6 @@ class WriteBuffer:
         if value is _MISSING:
             return self.inner.get(key)
         return value
-
-    def put(self, key: bytes, value: bytes | None) -> None:
-        """value None buffers a delete, which hides the key in the backend until committed."""
-        self._buf.set(key, value)
-        self._version += 1
 
     def range(self, lo: bytes | None, hi: bytes | None) -> Iterator[tuple[bytes, bytes]]:
         """Entries with lo <= key < hi in byte order, buffer merged over the backend."""
@@ -77,7 +75,7 @@ class WriteBuffer:
         """Step 3: send the latest value of every buffered key to the changelog."""
         if self._buf:
             self.inner.send(list(self._buf.items()), collector)
-        self._sent_version = self._version
+        self._sent_version = self._buf.writes
 
     def after_commit(self) -> None:
         """Step 6: apply the buffer to the backend (one atomic write with the offset), clear it.
@@ -85,7 +83,7 @@ class WriteBuffer:
         A logged store applies only what reached the changelog: writes buffered since then wait
         for the next commit, as they are not yet durable anywhere.
         """
-        if self._logged and self._sent_version != self._version:
+        if self._logged and self._sent_version != self._buf.writes:
             if self._sent_version is not None:
                 raise RuntimeError("store written between prepare_commit and after_commit")
             if self._buf:

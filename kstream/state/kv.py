@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -101,8 +101,11 @@ class KeyValueStore(OrderedScans):
             yield de_key(key, key_ctx), de_value(value, value_ctx)
 
     # -- writes --------------------------------------------------------------------------------
-    def put(self, key: Any, value: Any) -> None:
-        """Buffer a write; value None deletes. Visible to this task's reads at once."""
+    def put(self, key: Any, value: Any) -> bytes | None:
+        """Buffer a write; value None deletes. Visible to this task's reads at once.
+
+        Returns the value's bytes as stored (None for a delete): a fused aggregation hands
+        them to a sink whose serde has the same C codec (`fast_value_serializer`)."""
         # Hot path (one call per aggregated record): _key_bytes and _cached_write inlined;
         # built-in serdes through their C codec, the serde itself when that raises.
         if value is None:
@@ -132,8 +135,20 @@ class KeyValueStore(OrderedScans):
             cache = self._cache
             if key in cache or len(cache) < CACHE_ENTRIES:
                 cache[key] = value
-                return
+                return data
         self._cached_write(key, value)
+        return data
+
+    @property
+    def str_key_cache(self) -> dict[Any, Any]:
+        """The read cache, for generated code: a str key in it maps to exactly what `get`
+        returns for it (the invariant above); a key not in it: call `get`."""
+        return self._cache
+
+    @property
+    def fast_value_serializer(self) -> Callable[[Any], bytes] | None:
+        """The C codec `put` encodes values with when it can (serdes._fast), else None."""
+        return self._fast_value
 
     def put_uncached(self, key: Any, value: Any) -> None:
         """put() for entries written once and not read back by key (join buffers): the read
@@ -224,6 +239,12 @@ class TimestampedKeyValueStore(KeyValueStore):
     def get(self, key: Any) -> Any:
         entry = self.get_with_timestamp(key)
         return None if entry is None else entry[0]
+
+    @property
+    def str_key_cache(self) -> dict[Any, Any]:
+        """The read cache, for generated code: a str key in it maps to exactly what
+        `get_with_timestamp` returns for it; a key not in it: call `get_with_timestamp`."""
+        return self._cache
 
     def get_with_timestamp(self, key: Any) -> tuple[Any, int] | None:
         """(value, timestamp) of `key`, or None."""

@@ -18,9 +18,10 @@ _FEW = 32  # below this many pending changes, patch the list in place instead of
 class SortedBytesMap(Generic[V]):
     """Mapping bytes -> V with `range_keys(lo, hi)` in byte order (lo inclusive, hi exclusive)."""
 
-    __slots__ = ("_data", "_keys", "_added", "_removed")
+    __slots__ = ("_data", "_keys", "_added", "_removed", "writes")
 
     def __init__(self) -> None:
+        self.writes = 0  # set/pop calls so far, never reset: "was anything written since?"
         self._data: dict[bytes, V] = {}
         self._keys: list[bytes] = []       # sorted; may lag behind _data, see _settle
         self._added: set[bytes] = set()    # in _data, not yet in _keys
@@ -40,6 +41,7 @@ class SortedBytesMap(Generic[V]):
         return self._data.items()
 
     def set(self, key: bytes, value: V) -> None:
+        self.writes += 1
         data = self._data
         if key not in data:
             if key in self._removed:
@@ -49,6 +51,7 @@ class SortedBytesMap(Generic[V]):
         data[key] = value
 
     def pop(self, key: bytes) -> None:
+        self.writes += 1
         data = self._data
         if key in data:
             del data[key]

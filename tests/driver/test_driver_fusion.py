@@ -57,7 +57,7 @@ def test_traceback_through_fused_code_shows_the_generated_lines() -> None:
     linecache.checkcache()  # registered sources survive the periodic cache check
     text = "".join(traceback.format_exception(raised.value))
     assert "ZeroDivisionError" in text
-    assert "<kstream fused chain in#" in text
+    assert "<kstream fused source in#" in text  # the generated source handler
     assert "value = mapv" in text  # the generated line itself, not just its file name
 
 
