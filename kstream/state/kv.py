@@ -64,6 +64,13 @@ class KeyValueStore(OrderedScans):
 
     # -- reads ---------------------------------------------------------------------------------
     def get(self, key: Any) -> Any:
+        return self._read(key, self._decode)
+
+    def _decode(self, data: bytes) -> Any:
+        return self._de_value(data, self._value_ctx)
+
+    def _read(self, key: Any, decode: Callable[[bytes], Any]) -> Any:
+        """The cached entry of `key`, else `decode(stored bytes)` (None if absent), cached."""
         # Cache key: keys equal in Python but encoded differently (1, 1.0, True) must not
         # share an entry, so non-str keys carry their type.
         ck: Any = key if type(key) is str else (type(key), key)
@@ -74,7 +81,7 @@ class KeyValueStore(OrderedScans):
         if value is not _MISSING:
             return value
         data = self._buffer.get(self._key_bytes(key))
-        value = None if data is None else self._de_value(data, self._value_ctx)
+        value = None if data is None else decode(data)
         if ck is not _MISSING:
             self._remember(ck, value)
         return value
@@ -106,8 +113,25 @@ class KeyValueStore(OrderedScans):
 
         Returns the value's bytes as stored (None for a delete): a fused aggregation hands
         them to a sink whose serde has the same C codec (`fast_value_serializer`)."""
-        # Hot path (one call per aggregated record): _key_bytes and _cached_write inlined;
-        # built-in serdes through their C codec, the serde itself when that raises.
+        key_bytes, data = self._encode(key, value)
+        self._buffer_put(key_bytes, data)
+        self._cached_write(key, value)
+        return data
+
+    @property
+    def str_key_cache(self) -> dict[Any, Any]:
+        """The read cache, for generated code: a str key in it maps to exactly what `get`
+        returns for it (the invariant above); a key not in it: call `get`."""
+        return self._cache
+
+    @property
+    def fast_value_serializer(self) -> Callable[[Any], bytes] | None:
+        """The C codec `put` encodes values with when it can (serdes._fast), else None."""
+        return self._fast_value
+
+    def _encode(self, key: Any, value: Any) -> tuple[bytes, bytes | None]:
+        """(key bytes, value bytes or None for a delete) as `put` stores them: built-in serdes
+        through their C codec, the serde itself when that raises."""
         if value is None:
             data = None
         elif self._fast_value is None:
@@ -130,25 +154,7 @@ class KeyValueStore(OrderedScans):
                 key_bytes = self._ser_key(key, self._key_ctx)
         if key_bytes is None:
             raise ValueError(f"store {self.name!r}: key serde returned None for {key!r}")
-        self._buffer_put(key_bytes, data)
-        if type(key) is str:
-            cache = self._cache
-            if key in cache or len(cache) < CACHE_ENTRIES:
-                cache[key] = value
-                return data
-        self._cached_write(key, value)
-        return data
-
-    @property
-    def str_key_cache(self) -> dict[Any, Any]:
-        """The read cache, for generated code: a str key in it maps to exactly what `get`
-        returns for it (the invariant above); a key not in it: call `get`."""
-        return self._cache
-
-    @property
-    def fast_value_serializer(self) -> Callable[[Any], bytes] | None:
-        """The C codec `put` encodes values with when it can (serdes._fast), else None."""
-        return self._fast_value
+        return key_bytes, data
 
     def put_uncached(self, key: Any, value: Any) -> None:
         """put() for entries written once and not read back by key (join buffers): the read
@@ -166,8 +172,14 @@ class KeyValueStore(OrderedScans):
         self._cached_write(key, None)
 
     def _cached_write(self, key: Any, value: Any) -> None:
-        ck = key if type(key) is str else (type(key), key)
         cache = self._cache
+        if type(key) is str:  # the common case first: no type-tagged key, no try
+            if key in cache or len(cache) < CACHE_ENTRIES:
+                cache[key] = value
+                return
+            ck: Any = key
+        else:
+            ck = (type(key), key)
         try:
             if len(cache) >= CACHE_ENTRIES and ck not in cache:
                 del cache[next(iter(cache))]  # oldest insertion first
@@ -248,19 +260,11 @@ class TimestampedKeyValueStore(KeyValueStore):
 
     def get_with_timestamp(self, key: Any) -> tuple[Any, int] | None:
         """(value, timestamp) of `key`, or None."""
-        ck: Any = key if type(key) is str else (type(key), key)
-        try:
-            entry = self._cache.get(ck, _MISSING)
-        except TypeError:  # unhashable key: no caching
-            ck, entry = _MISSING, _MISSING
-        if entry is not _MISSING:
-            return entry
-        data = self._buffer.get(self._key_bytes(key))
-        entry = None if data is None else (self._de_value(data[8:], self._value_ctx),
-                                           _TS.unpack_from(data)[0])
-        if ck is not _MISSING:
-            self._remember(ck, entry)
+        entry: tuple[Any, int] | None = self._read(key, self._decode_entry)
         return entry
+
+    def _decode_entry(self, data: bytes) -> tuple[Any, int]:
+        return self._de_value(data[8:], self._value_ctx), _TS.unpack_from(data)[0]
 
     def put(self, key: Any, value: Any) -> None:
         """A write with no timestamp (NO_TIMESTAMP): the DSL's aggregations use
@@ -270,40 +274,9 @@ class TimestampedKeyValueStore(KeyValueStore):
     def put_with_timestamp(self, key: Any, value: Any, timestamp: int) -> bytes | None:
         """Buffer a write of `value` stamped `timestamp`; value None deletes. Returns the
         value's serialized bytes without the timestamp (None for a delete)."""
-        # Hot path (one call per aggregated record), inlined as KeyValueStore.put.
-        raw: bytes | None = None
-        if value is None:
-            data = None
-        else:
-            if self._fast_value is None:
-                raw = self._ser_value(value, self._value_ctx)
-            else:
-                try:
-                    raw = self._fast_value(value)
-                except Exception:
-                    raw = self._ser_value(value, self._value_ctx)
-            if self.check_round_trip and raw is not None:
-                self._check_round_trip(key, value, raw)
-            data = _TS.pack(timestamp) + (raw or b"")
-        if key is None:
-            raise ValueError(f"store {self.name!r}: keys must not be None")
-        if self._fast_key is None:
-            key_bytes = self._ser_key(key, self._key_ctx)
-        else:
-            try:
-                key_bytes = self._fast_key(key)
-            except Exception:
-                key_bytes = self._ser_key(key, self._key_ctx)
-        if key_bytes is None:
-            raise ValueError(f"store {self.name!r}: key serde returned None for {key!r}")
-        self._buffer_put(key_bytes, data)
-        entry = None if value is None else (value, timestamp)
-        if type(key) is str:
-            cache = self._cache
-            if key in cache or len(cache) < CACHE_ENTRIES:
-                cache[key] = entry
-                return raw
-        self._cached_write(key, entry)
+        key_bytes, raw = self._encode(key, value)
+        self._buffer_put(key_bytes, None if raw is None else _TS.pack(timestamp) + raw)
+        self._cached_write(key, None if value is None else (value, timestamp))
         return raw
 
     def put_uncached(self, key: Any, value: Any) -> None:
