@@ -171,9 +171,20 @@ class KafkaCluster:
         finally:
             consumer.close()
 
+    def _topic_metadata(self, topic: str, timeout_s: float = 30.0) -> Any:
+        """The topic's metadata; a metadata request that timed out (a busy broker) is asked
+        again until `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                return self.admin.list_topics(topic, timeout=10).topics[topic]
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError._TIMED_OUT or time.monotonic() > deadline:
+                    raise
+
     def committed_offsets(self, group: str, topic: str) -> dict[int, int]:
         """The group's committed offset per partition (-1001 when none)."""
-        md = self.admin.list_topics(topic, timeout=10).topics[topic]
+        md = self._topic_metadata(topic)
         consumer = Consumer(self.config(**{"group.id": group, "enable.auto.commit": False}))
         wanted = [TopicPartition(topic, p) for p in md.partitions]
         deadline = time.monotonic() + 30
