@@ -68,8 +68,11 @@ def test_rolling_restart_is_no_rebalance_and_no_restore_from_scratch(
     out = topic_factory(partitions=PARTITIONS, prefix="rr-out")
     app_id = kafka.unique_name("rolling")
     load = Load(kafka, inp, chunk=300, period_s=0.1).start(first=6000)
+    # A 20 s session: a restart (process exit, interpreter start, join) must fit in it for
+    # static membership to skip the rebalance, and under a loaded full-suite run one took
+    # longer than the default 6 s.
     envs = [stateful_env(kafka, app_id, inp, out, tmp_path / f"state{n}",
-                         STATEFUL_APP_THROTTLE_US="100",
+                         STATEFUL_APP_THROTTLE_US="100", STATEFUL_APP_SESSION_MS="20000",
                          KSTREAM_STATIC_MEMBERSHIP="1" if static else "0") for n in range(3)]
     others_rebalanced = []
     procs = [AppProcess("stateful_app", env, tmp_path / f"i{n}-run0.log").start()
