@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import logging
 import os
 import signal
 import struct
@@ -82,6 +83,7 @@ def serve_kstream(servers: str, pipeline: str, guarantee: str, inp: str, out: st
           .to(out, value_serde=JsonSerde()))
     else:
         s.group_by_key().count("counts").to_stream().to(out, value_serde=Int64Serde())
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     with tempfile.TemporaryDirectory(prefix="kstream-bench-latency-") as state_dir:
         App(b, application_id=unique("bench-lat"), bootstrap_servers=servers,
             processing_guarantee=guarantee, state_dir=state_dir).run()  # SIGTERM: clean stop
@@ -208,10 +210,20 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def spawn(args: list[str]) -> subprocess.Popen[str]:
+LOG_DIR = Path(tempfile.gettempdir()) / "kstream-bench-latency-logs"
+
+
+def spawn(args: list[str], log_name: str | None = None) -> subprocess.Popen[str]:
+    """A side or the producer in its own process; a side's log (stderr) goes to LOG_DIR, so
+    an outlier run can be looked into afterwards (its path is printed with the run)."""
+    stderr: Any = subprocess.DEVNULL
+    if os.environ.get("LATENCY_DEBUG"):
+        stderr = None
+    elif log_name is not None:
+        LOG_DIR.mkdir(exist_ok=True)
+        stderr = open(LOG_DIR / log_name, "w")  # noqa: SIM115 - the child owns it
     return subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL if not os.environ.get("LATENCY_DEBUG")
-                            else None, text=True)
+                            stderr=stderr, text=True)
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -228,8 +240,9 @@ def run_one(servers: str, side: str, pipeline: str, guarantee: str, args: argpar
                        "enable.auto.commit": False, "isolation.level": "read_committed",
                        "fetch.wait.max.ms": 10, "auto.offset.reset": "earliest"})
     reader.assign([TopicPartition(out, p, OFFSET_BEGINNING) for p in range(4)])
+    log_name = f"{side}-{pipeline}-{guarantee}-{inp}.log"
     proc = spawn(["--serve", side, "--pipeline", pipeline, "--guarantee", guarantee,
-                  "--bootstrap", servers, "--input", inp, "--output", out])
+                  "--bootstrap", servers, "--input", inp, "--output", out], log_name)
     probe = Producer({"bootstrap.servers": servers, "linger.ms": 0})
     outputs: list[tuple[bytes | None, bytes | None, int, float]] = []
     try:
@@ -289,7 +302,8 @@ def run_one(servers: str, side: str, pipeline: str, guarantee: str, args: argpar
             "rate": sent / (report["t_end"] - report["t_start"]), "outputs": len(outputs),
             "measured": len(lat), "p50": percentile(lat, 0.5), "p99": percentile(lat, 0.99),
             "p999": percentile(lat, 0.999), "max": lat[-1] if lat else float("nan"),
-            "cpu_share": (cpu1 - cpu0) / (t1 - t0), "check": check}
+            "cpu_share": (cpu1 - cpu0) / (t1 - t0), "check": check,
+            "log": str(LOG_DIR / log_name)}
 
 
 def verify(pipeline: str, outputs: list[tuple[bytes | None, bytes | None, int, float]],
@@ -347,7 +361,9 @@ def main() -> None:
                         print(f"{side:8} {pipeline:9} {guarantee:13} sent {r['sent']:,} at "
                               f"{r['rate']:,.0f}/s: p50 {r['p50']:.0f} p99 {r['p99']:.0f} "
                               f"p99.9 {r['p999']:.0f} max {r['max']:.0f} ms, side CPU "
-                              f"{r['cpu_share']:.0%}, {r['check']}", flush=True)
+                              f"{r['cpu_share']:.0%}, {r['check']}"
+                              + (f" (outlier: log {r['log']})" if r["p99"] > 1000 else ""),
+                              flush=True)
     print()
     print(f"{datetime.date.today()} · {machine_note()} · {args.rate:,} records/s for "
           f"{args.seconds:.0f} s (first {args.warmup:.0f} s not measured), repeat "
