@@ -21,7 +21,8 @@ from kstream.dsl._change import Change
 from kstream.dsl._ops import _Operator
 from kstream.processor import Processor, ProcessorContext
 from kstream.record import Record
-from kstream.state.kv import NO_TIMESTAMP, TimestampedKeyValueStore
+from kstream.state.backend import NO_TIMESTAMP
+from kstream.state.kv import TimestampedKeyValueStore
 
 Getter = Callable[[Any], Any]
 """key -> the table's current value (None: absent)."""

@@ -33,7 +33,8 @@ from kstream.errors import STAGE_LATE, LateRecord, RecordError, dead_letter_head
 from kstream.processor import Processor, ProcessorContext
 from kstream.record import Record
 from kstream.runtime.operator import Emitter, Fusable, FuseResult
-from kstream.state.kv import NO_TIMESTAMP, KeyValueStore
+from kstream.state.backend import NO_TIMESTAMP
+from kstream.state.kv import KeyValueStore
 from kstream.state.window_store import OFFSET, SegmentedStore, decode_store_key
 from serdes import Serde, SerdeContext, Windowed
 

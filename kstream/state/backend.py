@@ -6,12 +6,23 @@ backend applies each batch atomically, so its data and offset always agree.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Protocol
 
 Entry = tuple[bytes, bytes | None]
 """A key and its new value; None deletes the key."""
+
+TIMESTAMP_PREFIX = struct.Struct(">q")
+"""A timestamped store's local entry is `i64 timestamp (big-endian) | value bytes`
+(kstream.state.kv.TimestampedKeyValueStore); its changelog record holds the value bytes alone,
+stamped with that timestamp. The store writes it, the change-logging layer splits it, the
+restore rebuilds it."""
+
+NO_TIMESTAMP = -1
+"""The timestamp of an entry written without one: its changelog record is stamped with the
+commit's time, as a plain store's are."""
 
 
 class RestoreSink(Protocol):

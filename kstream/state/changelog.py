@@ -7,15 +7,12 @@ offset Kafka acknowledged, so a restore knows where the local state stands.
 
 from __future__ import annotations
 
-import struct
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol, cast
 
-from kstream.state.backend import Backend, Entry
+from kstream.state.backend import TIMESTAMP_PREFIX, Backend, Entry
 from kstream.state.errors import ChangelogWriteError
-
-_TS = struct.Struct(">q")  # a timestamped entry's prefix (kstream.state.kv)
 
 
 class ChangelogCollector(Protocol):
@@ -126,7 +123,7 @@ def _split_timestamps(entries: list[Entry], now: int) -> tuple[list[Entry], list
     MAX_FUTURE_MS."""
     plain: list[Entry] = []
     stamps: list[int] = []
-    unpack = _TS.unpack_from
+    unpack = TIMESTAMP_PREFIX.unpack_from
     latest = now + MAX_FUTURE_MS
     for key, value in entries:
         if value is None:

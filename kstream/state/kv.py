@@ -7,13 +7,12 @@ to the layers below (write buffer -> change-logging -> backend).
 from __future__ import annotations
 
 import contextlib
-import struct
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from kstream._serde_defaults import effective
-from kstream.state.backend import Backend
+from kstream.state.backend import NO_TIMESTAMP, TIMESTAMP_PREFIX, Backend
 from kstream.state.buffer import WriteBuffer
 from kstream.state.changelog import ChangelogCollector
 from kstream.state.round_trip import StoreRoundTripError, first_difference
@@ -33,6 +32,8 @@ class KeyValueStore(OrderedScans):
     and backend; it is cleared whenever uncommitted writes are dropped. Values returned by
     `get` are shared with the cache: put a changed value back rather than mutating it alone.
     """
+
+    _VALUE_AT = 0  # where an entry's value bytes start (after a timestamp: 8)
 
     def __init__(self, name: str, buffer: WriteBuffer, backend: Backend, key_serde: Serde,
                  value_serde: Serde, *, changelog_topic: str, partition: int,
@@ -98,14 +99,15 @@ class KeyValueStore(OrderedScans):
     def range_bytes(self, lo: bytes, hi: bytes) -> list[tuple[bytes, Any]]:
         """(key bytes, value) with lo <= key bytes < hi, as a list: a short scan by encoded key
         (window and session stores build their keys as bytes), without decoding keys."""
-        de_value, value_ctx = self._de_value, self._value_ctx
-        return [(key, de_value(value, value_ctx)) for key, value in self._buffer.range(lo, hi)]
+        de_value, value_ctx, at = self._de_value, self._value_ctx, self._VALUE_AT
+        return [(key, de_value(value[at:], value_ctx))
+                for key, value in self._buffer.range(lo, hi)]
 
     def _decoded(self, lo: bytes | None, hi: bytes | None) -> Iterator[tuple[Any, Any]]:
         de_key, de_value = self._de_key, self._de_value
-        key_ctx, value_ctx = self._key_ctx, self._value_ctx
+        key_ctx, value_ctx, at = self._key_ctx, self._value_ctx, self._VALUE_AT
         for key, value in self._buffer.range(lo, hi):
-            yield de_key(key, key_ctx), de_value(value, value_ctx)
+            yield de_key(key, key_ctx), de_value(value[at:], value_ctx)
 
     # -- writes --------------------------------------------------------------------------------
     def put(self, key: Any, value: Any) -> bytes | None:
@@ -156,13 +158,16 @@ class KeyValueStore(OrderedScans):
             raise ValueError(f"store {self.name!r}: key serde returned None for {key!r}")
         return key_bytes, data
 
+    def _entry(self, data: bytes | None, timestamp: int) -> bytes | None:
+        """What the buffer stores for value bytes `data`: the bytes themselves (a timestamped
+        store prefixes them)."""
+        return data
+
     def put_uncached(self, key: Any, value: Any) -> None:
         """put() for entries written once and not read back by key (join buffers): the read
         cache drops the key instead of taking the value, so such writes never churn it."""
-        data = None if value is None else self._ser_value(value, self._value_ctx)
-        if self.check_round_trip and data is not None:
-            self._check_round_trip(key, value, data)
-        self._buffer.put(self._key_bytes(key), data)
+        key_bytes, data = self._encode(key, value)
+        self._buffer_put(key_bytes, self._entry(data, NO_TIMESTAMP))
         if self._cache:
             with contextlib.suppress(TypeError):  # unhashable key: never cached
                 self._cache.pop(key if type(key) is str else (type(key), key), None)
@@ -227,11 +232,6 @@ class KeyValueStore(OrderedScans):
         self.backend.close()
 
 
-_TS = struct.Struct(">q")
-NO_TIMESTAMP = -1
-"""The timestamp of an entry written without one (`put`): its changelog record is stamped with
-the commit's time, as a plain store's are."""
-
 
 class TimestampedKeyValueStore(KeyValueStore):
     """A store whose entries carry a timestamp: the aggregations' stores (KIP-258).
@@ -247,6 +247,7 @@ class TimestampedKeyValueStore(KeyValueStore):
     """
 
     timestamped = True
+    _VALUE_AT = TIMESTAMP_PREFIX.size
 
     def get(self, key: Any) -> Any:
         entry = self.get_with_timestamp(key)
@@ -264,7 +265,8 @@ class TimestampedKeyValueStore(KeyValueStore):
         return entry
 
     def _decode_entry(self, data: bytes) -> tuple[Any, int]:
-        return self._de_value(data[8:], self._value_ctx), _TS.unpack_from(data)[0]
+        return (self._de_value(data[TIMESTAMP_PREFIX.size:], self._value_ctx),
+                TIMESTAMP_PREFIX.unpack_from(data)[0])
 
     def put(self, key: Any, value: Any) -> None:
         """A write with no timestamp (NO_TIMESTAMP): the DSL's aggregations use
@@ -275,36 +277,9 @@ class TimestampedKeyValueStore(KeyValueStore):
         """Buffer a write of `value` stamped `timestamp`; value None deletes. Returns the
         value's serialized bytes without the timestamp (None for a delete)."""
         key_bytes, raw = self._encode(key, value)
-        self._buffer_put(key_bytes, None if raw is None else _TS.pack(timestamp) + raw)
+        self._buffer_put(key_bytes, self._entry(raw, timestamp))
         self._cached_write(key, None if value is None else (value, timestamp))
         return raw
 
-    def put_uncached(self, key: Any, value: Any) -> None:
-        self.put_with_timestamp(key, value, NO_TIMESTAMP)
-
-    def range_bytes(self, lo: bytes, hi: bytes) -> list[tuple[bytes, Any]]:
-        de_value, value_ctx = self._de_value, self._value_ctx
-        return [(key, de_value(value[8:], value_ctx)) for key, value in self._buffer.range(lo, hi)]
-
-    def range_bytes_with_timestamps(self, lo: bytes, hi: bytes
-                                    ) -> list[tuple[bytes, Any, int]]:
-        """(key bytes, value, timestamp) with lo <= key bytes < hi."""
-        de_value, value_ctx, unpack = self._de_value, self._value_ctx, _TS.unpack_from
-        return [(key, de_value(value[8:], value_ctx), unpack(value)[0])
-                for key, value in self._buffer.range(lo, hi)]
-
-    def _decoded(self, lo: bytes | None, hi: bytes | None) -> Iterator[tuple[Any, Any]]:
-        de_key, de_value = self._de_key, self._de_value
-        key_ctx, value_ctx = self._key_ctx, self._value_ctx
-        for key, value in self._buffer.range(lo, hi):
-            yield de_key(key, key_ctx), de_value(value[8:], value_ctx)
-
-
-def split_timestamp(data: bytes) -> tuple[bytes, int]:
-    """(value bytes, timestamp) of a timestamped store's local entry."""
-    return data[8:], _TS.unpack_from(data)[0]
-
-
-def with_timestamp(value: bytes, timestamp: int) -> bytes:
-    """A timestamped store's local entry for changelog value bytes stamped `timestamp`."""
-    return _TS.pack(timestamp) + value
+    def _entry(self, data: bytes | None, timestamp: int) -> bytes | None:
+        return None if data is None else TIMESTAMP_PREFIX.pack(timestamp) + data

@@ -10,7 +10,6 @@ interrupted restore resumes where it stopped. Nothing here waits forever.
 from __future__ import annotations
 
 import logging
-import struct
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from kstream.state.backend import RestoreSink
+from kstream.state.backend import TIMESTAMP_PREFIX, RestoreSink
 from kstream.state.errors import RestoreInterrupted, StateCorruptedError, StateRestoreError
 
 log = logging.getLogger("kstream.restore")
@@ -36,7 +35,6 @@ METADATA_BACKOFF_S = 0.2
 PROGRESS_INTERVAL_S = 2.0
 POLL_TIMEOUT_S = 0.2
 
-_TS = struct.Struct(">q")  # kstream.state.kv.TimestampedKeyValueStore's entry prefix
 _TRUNCATED = {KafkaError._AUTO_OFFSET_RESET, KafkaError.OFFSET_OUT_OF_RANGE}
 
 
@@ -383,7 +381,7 @@ def _apply_batch(msgs: list[Any], by_key: dict[tuple[str, int], _Target],
         if value is None:
             delete(key)  # type: ignore[misc]
         elif stamped:  # a timestamped store: its entries start with the record timestamp
-            put(key, _TS.pack(msg.timestamp()[1]) + value)  # type: ignore[misc]
+            put(key, TIMESTAMP_PREFIX.pack(msg.timestamp()[1]) + value)  # type: ignore[misc]
         else:
             put(key, value)  # type: ignore[misc]
     if target is not None:

@@ -161,8 +161,11 @@ def test_a_plain_store_with_the_plain_layout_is_kept(tmp_path: Path) -> None:
 def test_changelog_stamps_are_bounded_to_what_a_broker_accepts() -> None:
     """Entries without a time, deletes, and times beyond now + MAX_FUTURE_MS (a Kafka 4 broker
     rejects records over an hour ahead, failing the commit) are stamped within bounds."""
+    from kstream.state.backend import TIMESTAMP_PREFIX
     from kstream.state.changelog import MAX_FUTURE_MS, _split_timestamps
-    from kstream.state.kv import with_timestamp
+
+    def with_timestamp(value: bytes, timestamp: int) -> bytes:
+        return TIMESTAMP_PREFIX.pack(timestamp) + value
 
     now = 1_800_000_000_000
     entries: list[tuple[bytes, bytes | None]] = [
