@@ -62,6 +62,7 @@ class InstanceMetadata:
     member_id: str
     host: str
     partitions: tuple[tuple[str, int], ...]  # (topic, partition) assigned to it
+    instance_id: str | None = None  # its group.instance.id; None: a dynamic member
 
     def to_json(self) -> dict[str, Any]:
         """As the query server's `GET /metadata` answers it (JSON-ready dict)."""
@@ -156,6 +157,12 @@ def describe_group(admin: AdminClient, group_id: str,
     except (KafkaException, TimeoutError, Exception) as exc:  # noqa: BLE001 - all mean retry
         raise StoreNotAvailableError(f"cannot describe consumer group {group_id}: {exc}; "
                                      "retry", reason="metadata_unavailable") from exc
+    return group_snapshot(description)
+
+
+def group_snapshot(description: Any) -> GroupSnapshot:
+    """A DescribeGroups answer (confluent-kafka's ConsumerGroupDescription) as a snapshot:
+    what queries, the exactly-once hand-over and standby placement read of the group."""
     instances = []
     for member in description.members or ():
         assignment = member.assignment
@@ -163,7 +170,8 @@ def describe_group(admin: AdminClient, group_id: str,
                            for tp in (assignment.topic_partitions if assignment else ())))
         instances.append(InstanceMetadata(endpoint_of(member.client_id or ""),
                                           member.client_id or "", member.member_id or "",
-                                          member.host or "", tps))
+                                          member.host or "", tps,
+                                          member.group_instance_id or None))
     state = description.state.name if description.state is not None else "UNKNOWN"
     return GroupSnapshot(state, tuple(sorted(instances, key=lambda i: i.client_id)),
                          time.monotonic())

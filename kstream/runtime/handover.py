@@ -38,6 +38,7 @@ from typing import Any
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
+from kstream.hosts import group_snapshot
 from kstream.runtime.clients import KafkaClients
 
 log = logging.getLogger("kstream.handover")
@@ -132,18 +133,18 @@ class HandOver:
             timeout = max(0.1, deadline - time.monotonic())
             future = self._admin.describe_consumer_groups(
                 [self.group_id], request_timeout=timeout)[self.group_id]
-            description = future.result(timeout=timeout)
+            snapshot = group_snapshot(future.result(timeout=timeout))
         except Exception as exc:  # noqa: BLE001 - optional: the transaction timeout remains
             log.warning("event=fence_skipped reason=describe_failed error=%s", exc)
             return None
         members: set[str] = set()
         owners: Owners = {}
-        for m in description.members or ():
-            if not m.group_instance_id:
+        for instance in snapshot.instances:
+            if instance.instance_id is None:
                 return None
-            members.add(m.group_instance_id)
-            for tp in (m.assignment.topic_partitions if m.assignment else ()):
-                owners[(tp.topic, tp.partition)] = m.group_instance_id
+            members.add(instance.instance_id)
+            for tp in instance.partitions:
+                owners[tp] = instance.instance_id
         return members, owners
 
     def _fence(self, transactional_id: str, partitions: list[tuple[str, int]],

@@ -33,9 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, ConsumerGroupState, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from kstream.hosts import group_snapshot
 from kstream.runtime.clients import KafkaClients
 from kstream.state.errors import StateCorruptedError, StateRestoreError
 from kstream.state.restore import _apply_batch, _config, _Target
@@ -161,18 +162,15 @@ class StandbyReplicas:
             return
         future, self._future = self._future, None
         try:
-            description = future.result()
+            snapshot = group_snapshot(future.result())
         except Exception as exc:  # noqa: BLE001 - any failure: keep the standbys, ask again
             log.debug("describe group failed: %s", exc)
             return
-        if description.state != ConsumerGroupState.STABLE:
+        if not snapshot.stable:
             self._next_refresh = now + UNSTABLE_RETRY_S  # ask again soon, not every loop
             return
-        members = [Member(m.group_instance_id or m.member_id,
-                          frozenset((tp.topic, tp.partition)
-                                    for tp in (m.assignment.topic_partitions
-                                               if m.assignment else ())))
-                   for m in description.members or ()]
+        members = [Member(i.instance_id or i.member_id, frozenset(i.partitions))
+                   for i in snapshot.instances]
         placed = place_standbys(members, self._subs, self._partition_counts(), self.replicas)
         self.update(placed.get(my_key, set()) - active)
 
