@@ -66,7 +66,11 @@ def test_metrics_per_partition_and_latency_series_move(kafka: KafkaCluster,
         wait_output_counts(kafka, out, expected, 60)
         before = _scrape(port)
         more = lines_for(1, 300)
-        produce_lines(kafka, inp, more)
+        # Keyless records go to one sticky partition per batch, so place a third of the
+        # lines on each input partition: every partition's series must move.
+        for partition in range(3):
+            kafka.produce(inp, ((None, line.encode()) for line in more[partition::3]),
+                          partition=partition)
         kafka.produce(inp, [(None, b"\xff\xfe not utf-8")])  # a deserialization error
         expected += word_counts(more)
         wait_output_counts(kafka, out, expected, 60)
