@@ -14,7 +14,13 @@ in their own processes, so they do not share a GIL:
 
     python bench/latency.py [--rate 20000] [--seconds 20] [--warmup 3] [--repeat 1]
                             [--pipelines stateless,count]
-                            [--guarantees at_least_once,exactly_once] [--sides raw,kstream]
+                            [--guarantees at_least_once,exactly_once]
+                            [--sides raw,kstream,kafka-streams]
+
+The `kafka-streams` side is bench/peers' Maven project (kstream.bench.LatencySide, Kafka
+Streams 4.1.1, one stream thread, record cache off, the same commit intervals; built with
+`mvn -q package` on first use). The JVM gets the same warm-up as the others: the first
+`--warmup` seconds are not measured.
 
 The raw loop is a competent low-latency loop: it takes what has arrived (`consume(1000, 0)`)
 and blocks (`consume(1, 0.1)`) only when nothing has, commits on the same cadence as kstream
@@ -30,6 +36,7 @@ import datetime
 import json
 import logging
 import os
+import shutil
 import signal
 import struct
 import subprocess
@@ -213,17 +220,30 @@ def cpu_seconds(pid: int) -> float:
 LOG_DIR = Path(tempfile.gettempdir()) / "kstream-bench-latency-logs"
 
 
-def spawn(args: list[str], log_name: str | None = None) -> subprocess.Popen[str]:
-    """A side or the producer in its own process; a side's log (stderr) goes to LOG_DIR, so
-    an outlier run can be looked into afterwards (its path is printed with the run)."""
+def spawn(args: list[str], log_name: str | None = None, command: list[str] | None = None
+          ) -> subprocess.Popen[str]:
+    """A side or the producer in its own process (this script with `args`, or `command`); a
+    side's log (stderr) goes to LOG_DIR, so an outlier run can be looked into afterwards (its
+    path is printed with the run)."""
     stderr: Any = subprocess.DEVNULL
     if os.environ.get("LATENCY_DEBUG"):
         stderr = None
     elif log_name is not None:
         LOG_DIR.mkdir(exist_ok=True)
         stderr = open(LOG_DIR / log_name, "w")  # noqa: SIM115 - the child owns it
-    return subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE,
-                            stderr=stderr, text=True)
+    return subprocess.Popen(command or [sys.executable, __file__, *args],
+                            stdout=subprocess.PIPE, stderr=stderr, text=True)
+
+
+def kafka_streams_command(servers: str, pipeline: str, guarantee: str, inp: str, out: str,
+                          state_dir: str) -> list[str]:
+    from peers.run import JAR, ensure_jar
+
+    ensure_jar()
+    return ["java", "-cp", str(JAR), "kstream.bench.LatencySide", "--pipeline", pipeline,
+            "--guarantee", guarantee, "--bootstrap", servers, "--input", inp, "--output", out,
+            "--app-id", unique("ks-lat"), "--state-dir", state_dir,
+            "--commit-ms", str(int(COMMIT_S[guarantee] * 1000))]
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -241,13 +261,16 @@ def run_one(servers: str, side: str, pipeline: str, guarantee: str, args: argpar
                        "fetch.wait.max.ms": 10, "auto.offset.reset": "earliest"})
     reader.assign([TopicPartition(out, p, OFFSET_BEGINNING) for p in range(4)])
     log_name = f"{side}-{pipeline}-{guarantee}-{inp}.log"
+    state_dir = tempfile.mkdtemp(prefix="kstream-bench-latency-side-")
+    command = (kafka_streams_command(servers, pipeline, guarantee, inp, out, state_dir)
+               if side == "kafka-streams" else None)
     proc = spawn(["--serve", side, "--pipeline", pipeline, "--guarantee", guarantee,
-                  "--bootstrap", servers, "--input", inp, "--output", out], log_name)
+                  "--bootstrap", servers, "--input", inp, "--output", out], log_name, command)
     probe = Producer({"bootstrap.servers": servers, "linger.ms": 0})
     outputs: list[tuple[bytes | None, bytes | None, int, float]] = []
     try:
         # Ready once a probe record made it through (group joined, transaction started).
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 120  # a JVM side starts in seconds, not milliseconds
         ready = False
         while not ready and time.monotonic() < deadline and proc.poll() is None:
             probe.produce(inp, orjson.dumps({"id": -1, "user": "probe", "amount": 499}),
@@ -293,6 +316,7 @@ def run_one(servers: str, side: str, pipeline: str, guarantee: str, args: argpar
             proc.kill()
             proc.wait(10)
         reader.close()
+        shutil.rmtree(state_dir, ignore_errors=True)
     if expected_total is None or cpu1 is None:
         raise RuntimeError(f"{side} {pipeline} {guarantee}: producer did not finish")
     t_measure = report["t_start"] * 1000 + args.warmup * 1000
