@@ -91,9 +91,32 @@ def serve_kstream(servers: str, pipeline: str, guarantee: str, inp: str, out: st
     else:
         s.group_by_key().count("counts").to_stream().to(out, value_serde=Int64Serde())
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    pauses = _watch_gc()
     with tempfile.TemporaryDirectory(prefix="kstream-bench-latency-") as state_dir:
         App(b, application_id=unique("bench-lat"), bootstrap_servers=servers,
             processing_guarantee=guarantee, state_dir=state_dir).run()  # SIGTERM: clean stop
+    for gen, times in enumerate(pauses):
+        if times:
+            print(f"gc generation {gen}: {len(times)} collections, max {max(times) * 1000:.1f} "
+                  f"ms, total {sum(times) * 1000:.0f} ms", file=sys.stderr)
+
+
+def _watch_gc() -> list[list[float]]:
+    """Durations of the cyclic garbage collector's pauses per generation, for the side's log:
+    a pause holds every record in flight, so it shows up in the tail latencies."""
+    import gc
+
+    pauses: list[list[float]] = [[], [], []]
+    started = [0.0]
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            pauses[info["generation"]].append(time.perf_counter() - started[0])
+
+    gc.callbacks.append(on_gc)
+    return pauses
 
 
 def serve_raw(servers: str, pipeline: str, guarantee: str, inp: str, out: str) -> None:
