@@ -92,13 +92,41 @@ def serve_kstream(servers: str, pipeline: str, guarantee: str, inp: str, out: st
         s.group_by_key().count("counts").to_stream().to(out, value_serde=Int64Serde())
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     pauses = _watch_gc()
+    commits = _watch_commits()
     with tempfile.TemporaryDirectory(prefix="kstream-bench-latency-") as state_dir:
         App(b, application_id=unique("bench-lat"), bootstrap_servers=servers,
             processing_guarantee=guarantee, state_dir=state_dir).run()  # SIGTERM: clean stop
-    for gen, times in enumerate(pauses):
+    _print_pauses({**{f"gc generation {gen}": times for gen, times in enumerate(pauses)},
+                   "commit": commits})
+
+
+def _print_pauses(pauses: dict[str, list[float]]) -> None:
+    """For the side's log: how long the loop stood still, and why."""
+    for label, times in pauses.items():
         if times:
-            print(f"gc generation {gen}: {len(times)} collections, max {max(times) * 1000:.1f} "
-                  f"ms, total {sum(times) * 1000:.0f} ms", file=sys.stderr)
+            ordered = sorted(times)
+            print(f"{label}: {len(times)} pauses, median {median(ordered) * 1000:.1f} ms, max "
+                  f"{ordered[-1] * 1000:.1f} ms, total {sum(times) * 1000:.0f} ms",
+                  file=sys.stderr)
+
+
+def _watch_commits() -> list[float]:
+    """Durations of the engine's commits (a bench-only wrapper around a private method): the
+    loop processes nothing while it commits, so a long commit is a latency spike."""
+    from kstream.runtime.engine import Engine
+
+    durations: list[float] = []
+    commit = Engine._commit
+
+    def timed(self: Engine, *args: Any, **kwargs: Any) -> None:
+        began = time.perf_counter()
+        try:
+            commit(self, *args, **kwargs)
+        finally:
+            durations.append(time.perf_counter() - began)
+
+    Engine._commit = timed  # type: ignore[method-assign]
+    return durations
 
 
 def _watch_gc() -> list[list[float]]:
@@ -147,6 +175,7 @@ def serve_raw(servers: str, pipeline: str, guarantee: str, inp: str, out: str) -
     dirty: dict[bytes, tuple[int, int]] = {}
     in_txn = False
     every = COMMIT_S[guarantee]
+    commits: list[float] = []
     next_commit = time.monotonic() + every
 
     def commit() -> None:
@@ -199,10 +228,13 @@ def serve_raw(servers: str, pipeline: str, guarantee: str, inp: str, out: str) -
                         producer.poll(0.05)
         producer.poll(0)
         if time.monotonic() >= next_commit:
+            began = time.perf_counter()
             commit()
+            commits.append(time.perf_counter() - began)
             next_commit = time.monotonic() + every
     commit()
     consumer.close()
+    _print_pauses({"commit": commits})
 
 
 def serve_producer(servers: str, inp: str, rate: int, seconds: float, keys: int) -> None:
