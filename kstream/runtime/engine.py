@@ -148,7 +148,8 @@ class Engine:
             # (bench/latency.py saw full collections of 34-112 ms stall the loop). Only once,
             # before any task exists: a frozen object caught in a cycle is never collected, and
             # tasks come and go with rebalances (and the collect first, so no garbage already
-            # waiting in a cycle is frozen with the rest).
+            # waiting in a cycle is frozen with the rest). Undone when the run ends, so a
+            # process that runs apps one after another (tests, embedding) reclaims them.
             gc.collect()
             gc.freeze()
             while not self._stop:
@@ -167,6 +168,7 @@ class Engine:
                 self.shutdown(commit=clean)
             finally:
                 self.watchdog.close()
+                gc.unfreeze()
 
     def start(self) -> None:
         cfg = self.config
