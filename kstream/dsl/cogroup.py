@@ -66,8 +66,7 @@ class CogroupedStream:
         agg_serde = (resolve(value_serde) if value_serde is not None
                      else topology.serde_defaults.value(f"aggregate {name!r}"))
         store = kv_store(name, key_serde=key_serde, value_serde=agg_serde,
-                         backend=backend)  # type: ignore[arg-type]
-        store.timestamped = True  # the result keeps its largest contributing timestamp
+                         backend=backend, timestamped=True)  # type: ignore[arg-type]
         nodes = []
         for i, (grouped, aggregator) in enumerate(self._inputs):
             stream = grouped.source_stream(f"{name}-cogroup-{i}", key_serde)

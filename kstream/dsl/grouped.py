@@ -150,8 +150,7 @@ class GroupedStream:
         agg_serde = (resolve(value_serde) if value_serde is not None
                      else builder.topology.serde_defaults.value(f"aggregate {name!r}"))
         store = kv_store(name, key_serde=key_serde, value_serde=agg_serde,
-                         backend=backend)  # type: ignore[arg-type]
-        store.timestamped = True  # the result keeps its largest contributing timestamp
+                         backend=backend, timestamped=True)  # type: ignore[arg-type]
         node = builder._name(name, "AGGREGATE")
         builder.topology.add_processor(
             node, lambda: _stateful.AggregateOp(name, initializer, adder, emit_on_commit),

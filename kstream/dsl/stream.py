@@ -87,8 +87,7 @@ class StreamBuilder:
         self.topology.add_source(source, topic, key_serde, value_serde, timestamp_extractor)
         src = self.topology.nodes[source]
         store = kv_store(name, key_serde=src.key_serde, value_serde=src.value_serde,  # type: ignore[union-attr]
-                         backend=backend)  # type: ignore[arg-type]
-        store.timestamped = True  # values keep their record time (table-table joins read it)
+                         backend=backend, timestamped=True)  # type: ignore[arg-type]
         self.topology.add_processor(name, lambda: _table_ops.TableSourceOp(name), source)
         self.topology.add_store(store, name)
         return Table(self, name, src.key_serde, src.value_serde, store_name=name)  # type: ignore[union-attr]

@@ -31,16 +31,17 @@ class KeyValueStoreBuilder:
     """Describes a key-value store; `build` makes one task's instance of it."""
 
     def __init__(self, name: str, key_serde: Serde, value_serde: Serde, backend: BackendName,
-                 logging: bool, changelog_config: dict[str, str]) -> None:
+                 logging: bool, changelog_config: dict[str, str],
+                 timestamped: bool = False) -> None:
         self.name = name
         self.key_serde = key_serde
         self.value_serde = value_serde
         self.backend = backend
         self.logging = logging
         self.changelog_config = changelog_config
-        # Set by the DSL's aggregations: entries carry the timestamp of their result (KIP-258;
-        # kstream.state.kv.TimestampedKeyValueStore).
-        self.timestamped = False
+        # Entries carry the timestamp of their value (KIP-258;
+        # kstream.state.kv.TimestampedKeyValueStore): the DSL's aggregations and tables.
+        self.timestamped = timestamped
 
     def __repr__(self) -> str:
         return f"kv_store({self.name!r}, backend={self.backend!r}, logging={self.logging})"
@@ -87,11 +88,16 @@ class KeyValueStoreBuilder:
 
 def kv_store(name: str, *, key_serde: Any = None, value_serde: Any = None,
              backend: BackendName = "rocksdb", logging: bool = True,
-             changelog_config: dict[str, str] | None = None) -> KeyValueStoreBuilder:
+             changelog_config: dict[str, str] | None = None,
+             timestamped: bool = False) -> KeyValueStoreBuilder:
     """A key-value store builder.
 
     Keys default to the ordered tuple encoding, so range and prefix scans come out in key order;
     values default to JSON. Serdes may be names, classes or instances (see serdes.resolve).
+    `timestamped=True` builds a TimestampedKeyValueStore (Kafka Streams'
+    `Stores.timestampedKeyValueStoreBuilder`): each value keeps a timestamp, written with
+    `put_with_timestamp(key, value, ts)` and read with `get_with_timestamp(key) -> (value, ts)
+    | None`; its changelog records carry that timestamp, so a restore brings it back.
     """
     if not _LEGAL_NAME.fullmatch(name or "") or name in (".", ".."):
         raise ValueError(f"store name {name!r} must be non-empty and use only letters, digits, "
@@ -105,4 +111,4 @@ def kv_store(name: str, *, key_serde: Any = None, value_serde: Any = None,
         else resolve(key_serde),
         DefaultSerde("value", JsonSerde(), f"store {name!r}") if value_serde is None
         else resolve(value_serde),
-        backend, logging, config)
+        backend, logging, config, timestamped)

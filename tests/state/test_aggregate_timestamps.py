@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from kstream import StreamBuilder
+from kstream import Processor, ProcessorContext, Record, StreamBuilder
 from kstream.state import kv_store
 from kstream.state.kv import TimestampedKeyValueStore
 from kstream.state.rocksdb import PLAIN_LAYOUT, TIMESTAMPED_LAYOUT, RocksDBBackend
@@ -131,8 +131,7 @@ def test_a_plain_local_store_is_rebuilt_in_the_timestamped_layout(tmp_path: Path
     """A store written before aggregations kept timestamps has plain values on disk: it is
     deleted (the changelog, plain in both layouts, restores it), never misread."""
     _plain_store_with_data(tmp_path / "counts")
-    builder = kv_store("counts")
-    builder.timestamped = True
+    builder = kv_store("counts", timestamped=True)
     store = builder.build(tmp_path, 0, "app-counts-changelog")
     try:
         assert store.backend.committed_offset is None
@@ -174,3 +173,38 @@ def test_changelog_stamps_are_bounded_to_what_a_broker_accepts() -> None:
     plain, stamps = _split_timestamps(entries, now)
     assert plain == [(b"a", b"1"), (b"b", None), (b"c", b"2"), (b"d", b"3")]
     assert stamps == [5, now, now, now + MAX_FUTURE_MS]
+
+
+class _Latest(Processor):
+    """Keeps each key's newest value by event time, whatever order records come in: what a
+    Processor API user builds on kv_store(..., timestamped=True)."""
+
+    def init(self, context: ProcessorContext) -> None:
+        super().init(context)
+        store = context.get_store("latest")
+        assert isinstance(store, TimestampedKeyValueStore)
+        self.latest = store
+
+    def process(self, record: Record) -> None:
+        held = self.latest.get_with_timestamp(record.key)
+        if held is None or record.timestamp >= held[1]:
+            self.latest.put_with_timestamp(record.key, record.value, record.timestamp)
+            self.context.forward(record)
+
+
+def test_a_processor_api_timestamped_store_keeps_and_logs_timestamps(tmp_path: Path) -> None:
+    builder = StreamBuilder()
+    builder.topology.add_store(kv_store("latest", key_serde="string", value_serde="json",
+                                        timestamped=True))
+    builder.stream("in", "string", "json").process(_Latest, "latest").to("out", "string", "json")
+    with TopologyTestDriver(builder, state_dir=tmp_path) as driver:
+        src = driver.input_topic("in", "string", "json")
+        for i, (key, ts) in enumerate(TIMES):
+            src.pipe(key, i, timestamp=ts)
+        # a at 100 (0), 50 ignored, b at 70 (2), a at 200 (3), 10 and b at 60 ignored
+        assert _out(driver) == [("a", 0, 100), ("b", 2, 70), ("a", 3, 200)]
+        assert driver.get_store("latest").get_with_timestamp("a") == (3, 200)
+        changelog = driver.output_topic(f"{driver.application_id}-latest-changelog",
+                                        "string", "json").read_records_to_list()
+        assert [(r.key, r.value, r.timestamp) for r in changelog] == [
+            ("a", 0, 100), ("b", 2, 70), ("a", 3, 200)]  # plain values, stamped: restorable
