@@ -76,3 +76,43 @@ def test_a_lone_record_is_processed_promptly(kafka: KafkaCluster, topic_factory,
         reader.close()
     assert not failures, failures
     assert gc.get_freeze_count() == 0  # undone when the run ended: nothing stays frozen
+
+
+def test_at_least_once_periodic_commits_do_not_wait_for_the_coordinator(
+        kafka: KafkaCluster, topic_factory, tmp_path: Path,  # type: ignore[no-untyped-def]
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where kstream differs from Kafka Streams (which commits synchronously): a periodic
+    at-least-once commit sends its offsets without waiting for the answer, so the loop does
+    not stand still for a coordinator round trip; the offsets still land. (Revokes, stops and
+    bad-record stops commit through Engine._commit without `periodic`, and wait.)"""
+    import kstream.runtime.commit as commit_module
+
+    waits: list[bool] = []
+    real = commit_module._commit_offsets
+
+    def recording(consumer, offsets, wait=True):  # type: ignore[no-untyped-def]
+        waits.append(wait)
+        real(consumer, offsets, wait)
+
+    monkeypatch.setattr(commit_module, "_commit_offsets", recording)
+    inp, out = topic_factory(partitions=2), topic_factory(partitions=2)
+    b = StreamBuilder()
+    b.stream(inp, "string", "string").map_values(str.upper).to(out, "string", "string")
+    group = kafka.unique_name("alos-async")
+    app = App(b, application_id=group, bootstrap_servers=kafka.bootstrap_servers,
+              processing_guarantee="at_least_once", state_dir=str(tmp_path / "state"),
+              commit_interval_ms=100)
+    thread = threading.Thread(target=lambda: app.run(install_signal_handlers=False),
+                              daemon=True)
+    thread.start()
+    try:
+        sent = kafka.produce(inp, [(f"k{i}".encode(), b"v") for i in range(200)])
+        # The periodic commits, sent without waiting, land: the group's offsets reach the end.
+        wait_until(lambda: sum(kafka.committed_offsets(group, inp).values()) == sent, 60,
+                   "offsets committed while running")
+        assert waits and not any(waits), waits  # every periodic commit so far: not waited for
+        assert len(kafka.read_topic(out, timeout=30)) == sent
+    finally:
+        app.stop()
+        thread.join(60)
+    assert not thread.is_alive()
