@@ -36,7 +36,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient
 
 from kstream.hosts import group_snapshot
 from kstream.runtime.clients import KafkaClients
@@ -75,7 +74,6 @@ class HandOver:
         self._transaction_timeout_ms = transaction_timeout_ms
         self._clients = clients
         self.deadline_s = deadline_s
-        self._admin: AdminClient | None = None
         self._owners: Owners = {}
         self._thread: threading.Thread | None = None
         self._began = 0.0
@@ -127,11 +125,10 @@ class HandOver:
         """The current members' group.instance.ids and their partitions; None if unknown
         (no answer in time, or a dynamic member, whose transactional.id we cannot name)."""
         try:
-            if self._admin is None:
-                self._admin = AdminClient({"bootstrap.servers": self._bootstrap,
-                                           **self._client_config})
+            admin = self._clients.admin({"bootstrap.servers": self._bootstrap,
+                                         **self._client_config})
             timeout = max(0.1, deadline - time.monotonic())
-            future = self._admin.describe_consumer_groups(
+            future = admin.describe_consumer_groups(
                 [self.group_id], request_timeout=timeout)[self.group_id]
             snapshot = group_snapshot(future.result(timeout=timeout))
         except Exception as exc:  # noqa: BLE001 - optional: the transaction timeout remains

@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
-from confluent_kafka.admin import AdminClient
 
 from kstream.hosts import group_snapshot
 from kstream.runtime.clients import KafkaClients
@@ -121,7 +120,6 @@ class StandbyReplicas:
                             for s in subtopologies}
         self._bootstrap = bootstrap_servers
         self._client_config = client_config
-        self._admin: AdminClient | None = None
         self._future: Any = None
         self._next_refresh = 0.0
         self._consumer: Any = None
@@ -152,10 +150,9 @@ class StandbyReplicas:
             if now < self._next_refresh:
                 return
             self._next_refresh = now + REFRESH_S
-            if self._admin is None:
-                self._admin = AdminClient({"bootstrap.servers": self._bootstrap,
-                                           **self._client_config})
-            self._future = self._admin.describe_consumer_groups(
+            admin = self._clients.admin({"bootstrap.servers": self._bootstrap,
+                                         **self._client_config})
+            self._future = admin.describe_consumer_groups(
                 [self.application_id], request_timeout=DESCRIBE_TIMEOUT_S)[self.application_id]
             return
         if not self._future.done():
