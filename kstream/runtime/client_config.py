@@ -40,8 +40,7 @@ def producer_config(cfg: AppConfig, transactional_id: str | None, logs_changelog
 def consumer_config(cfg: AppConfig, on_stats: Callable[[str], None],
                     on_error: Callable[[Any], None], *,
                     partition_eof: bool = False,
-                    group_instance_id: str | None = None,
-                    on_commit: Callable[[Any, Any], None] | None = None) -> dict[str, Any]:
+                    group_instance_id: str | None = None) -> dict[str, Any]:
     conf: dict[str, Any] = {
         "bootstrap.servers": cfg.bootstrap_servers,
         "group.id": cfg.application_id,
@@ -70,9 +69,6 @@ def consumer_config(cfg: AppConfig, on_stats: Callable[[str], None],
         # this id, so the assignment of a stable set of instances is stable across restarts
         # (kstream.runtime.standby predicts failovers from that order).
         conf["group.instance.id"] = group_instance_id
-    if on_commit is not None:
-        # Results of offset commits that were sent without waiting (at-least-once).
-        conf["on_commit"] = on_commit
     if partition_eof:
         # Timestamp ordering across a task's partitions needs to know which are at their end
         # (kstream.runtime.ordering); the events never reach tasks.

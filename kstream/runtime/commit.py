@@ -72,11 +72,8 @@ class Committer(abc.ABC):
         self.dirty = True
 
     @abc.abstractmethod
-    def commit(self, tasks: Iterable[Task], offsets: list[TopicPartition],
-               periodic: bool = False) -> None:
-        """Make the processed records' effects and offsets durable together. `periodic`: the
-        engine's regular commit, which the next one supersedes (not a revoke, a stop or a
-        commit up to a bad record)."""
+    def commit(self, tasks: Iterable[Task], offsets: list[TopicPartition]) -> None:
+        """Make the processed records' effects and offsets durable together."""
 
     def abort(self, tasks: Iterable[Task], after_error: bool = False) -> None:
         """Drop what is not committed (only exactly-once can take outputs back)."""
@@ -106,8 +103,7 @@ class AtMostOnce(Committer):
             self.stats.commits += 1
         self.dirty = True
 
-    def commit(self, tasks: Iterable[Task], offsets: list[TopicPartition],
-               periodic: bool = False) -> None:
+    def commit(self, tasks: Iterable[Task], offsets: list[TopicPartition]) -> None:
         tasks = list(tasks)
         for task in tasks:
             task.prepare_commit()
@@ -122,19 +118,7 @@ class AtMostOnce(Committer):
 
 
 class AtLeastOnce(Committer):
-    """Outputs acknowledged, then changelogs acknowledged, then offsets.
-
-    A periodic commit sends its offsets without waiting for the answer (Kafka Streams waits):
-    the loop would otherwise stand still for a round trip to the group coordinator every
-    commit (15 ms median in bench/latency.py, the largest part of an at-least-once commit).
-    It is safe because the offsets are sent only after everything before them was
-    acknowledged: if the commit fails, the offsets stay older and those records are processed
-    again, which at-least-once allows; the next commit supersedes it, and the engine logs the
-    failure (Engine._on_offsets_committed). Revokes, stops and bad-record stops still wait.
-    """
-
-    def commit(self, tasks: Iterable[Task], offsets: list[TopicPartition],
-               periodic: bool = False) -> None:
+    def commit(self, tasks: Iterable[Task], offsets: list[TopicPartition]) -> None:
         tasks = list(tasks)
         for task in tasks:                                   # 2. cached updates out
             task.flush_caches()
@@ -146,7 +130,7 @@ class AtLeastOnce(Committer):
         self._flush_acknowledged("changelog records")
         valid = [tp for tp in offsets if tp.offset >= 0]
         if valid:                                            # 4. offsets
-            _commit_offsets(self.consumer, valid, wait=not periodic)
+            _commit_offsets(self.consumer, valid)
         faults.maybe_crash("after_commit_before_flush")
         for task in tasks:                                   # 6. local stores
             task.after_commit()
@@ -189,8 +173,7 @@ class ExactlyOnce(Committer):
             self._in_transaction = True
         self.dirty = True
 
-    def commit(self, tasks: Iterable[Task], offsets: list[TopicPartition],
-               periodic: bool = False) -> None:
+    def commit(self, tasks: Iterable[Task], offsets: list[TopicPartition]) -> None:
         tasks = list(tasks)
         if not self._in_transaction:
             for task in tasks:
@@ -287,15 +270,9 @@ def _flush(producer: Producer, timeout_s: float, what: str) -> int:
         raise kafka_failure(exc, what) from exc
 
 
-def _commit_offsets(consumer: Consumer, offsets: list[TopicPartition], wait: bool = True
-                    ) -> None:
-    """Commit `offsets`; without `wait` only send them (the consumer's on_commit callback
-    hears how it went)."""
+def _commit_offsets(consumer: Consumer, offsets: list[TopicPartition]) -> None:
     try:
-        if wait:
-            consumer.commit(offsets=offsets, asynchronous=False)
-        else:
-            consumer.commit(offsets=offsets, asynchronous=True)
+        consumer.commit(offsets=offsets, asynchronous=False)
     except KafkaException as exc:
         err = kafka_error_of(exc)
         if err is not None and err.code() in GROUP_CODES:

@@ -325,7 +325,7 @@ class Engine:
         if time.monotonic() >= self._next_commit:
             if self.committer.dirty:
                 self.watchdog.beat("commit")
-                self._commit(periodic=True)
+                self._commit()
             self._next_commit = time.monotonic() + cfg.effective_commit_interval_ms / 1000
 
     def _consume(self) -> list[TaskMessage]:
@@ -475,16 +475,6 @@ class Engine:
             self._last_client_log = now
             log.warning("event=client_error error=%s", err)
 
-    def _on_offsets_committed(self, err: KafkaError | None, partitions: list[TopicPartition]
-                              ) -> None:
-        """How an offset commit went (librdkafka's on_commit, served inside consume()). Only
-        an at-least-once periodic commit does not wait for it: if it failed, the offsets stay
-        older and those records are processed again; the next commit supersedes it."""
-        if err is not None and err.code() != KafkaError._NO_OFFSET:
-            log.warning("event=offset_commit_failed error=%s partitions=%s detail=\"the records "
-                        "after the last committed offsets are processed again; the next commit "
-                        "retries\"", err, _describe(partitions or []))
-
     # -- commit --------------------------------------------------------------------------------
     def _positions(self) -> list[TopicPartition]:
         if not self._assignment:
@@ -492,8 +482,7 @@ class Engine:
         assert self.consumer is not None
         return self.consumer.position(self._assignment)
 
-    def _commit(self, overrides: dict[tuple[str, int], int] | None = None,
-                periodic: bool = False) -> None:
+    def _commit(self, overrides: dict[tuple[str, int], int] | None = None) -> None:
         assert self.committer is not None
         offsets = []
         held = self._orderer.held_offsets()  # fetched, not processed: not consumed either
@@ -511,7 +500,7 @@ class Engine:
             offsets.append(TopicPartition(tp.topic, tp.partition, offset,
                                           metadata=orjson.dumps({"st": stream_time}).decode()))
         began = time.perf_counter()
-        self.committer.commit(list(self.tasks.values()), offsets, periodic=periodic)
+        self.committer.commit(list(self.tasks.values()), offsets)
         self.meters.commit_seconds.observe(time.perf_counter() - began)
         self._recoveries_since_commit = 0
         self.stats.ready = 1
@@ -987,8 +976,7 @@ class Engine:
 
     def _consumer_config(self) -> dict[str, Any]:
         return consumer_config(self.config, self._on_consumer_stats, self._on_client_error,
-                               partition_eof=self._ordered, group_instance_id=self._static_id,
-                               on_commit=self._on_offsets_committed)
+                               partition_eof=self._ordered, group_instance_id=self._static_id)
 
     def _consumer_call(self, name: str, partitions: list[TopicPartition]) -> None:
         """pause/resume for the orderer's back-pressure; a failure only costs memory or a
