@@ -33,4 +33,3 @@ class KafkaClients:
             if admin is None:
                 admin = admins[key] = AdminClient(config)
             return admin
-

@@ -230,13 +230,11 @@ class Task:
 
     def _source_handler(self, source: SourceNode, topic: str,
                         chain: Chain) -> Callable[[Message], None]:
-        # Hot path: the serde contexts are filled in only when deserialization fails (then the
-        # call is repeated with full context so the error names the record).
         dec = _SourceDecoding(source, topic, self.partition)
         key_ctx, value_ctx = dec.key_ctx, dec.value_ctx
         key_de, value_de = dec.key_de, dec.value_de
         key_fast, value_fast = dec.key_fast, dec.value_fast  # None: call the serde
-        redo = dec.redo
+        redo, ts_error = dec.redo, dec.timestamp_error
         extractor = source.timestamp_extractor
         partition = self.partition
         schedule = self.punctuation
@@ -259,11 +257,9 @@ class Task:
                     ts = int(extractor(Record(key, value, ts, headers, topic, partition,
                                               _off(msg.offset())), task.stream_time))
                 except Exception as exc:
-                    raise RecordError(STAGE_TIMESTAMP, topic, partition, _off(msg.offset()),
-                                      exc) from exc
+                    raise ts_error(msg.offset(), exc) from exc
             if ts < 0:
-                raise RecordError(STAGE_TIMESTAMP, topic, partition, _off(msg.offset()),
-                                  ValueError(f"invalid timestamp {ts}"))
+                raise ts_error(msg.offset(), ValueError(f"invalid timestamp {ts}"))
             if ts > task.stream_time:
                 task.stream_time = ts
             try:

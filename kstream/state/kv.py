@@ -122,8 +122,9 @@ class KeyValueStore(OrderedScans):
 
     @property
     def str_key_cache(self) -> dict[Any, Any]:
-        """The read cache, for generated code: a str key in it maps to exactly what `get`
-        returns for it (the invariant above); a key not in it: call `get`."""
+        """The read cache, for generated code: a str key in it maps to exactly what the
+        store's read returns for it (the invariant above): `get`, or `get_with_timestamp` in a
+        TimestampedKeyValueStore; a key not in it: call that read."""
         return self._cache
 
     @property
@@ -232,7 +233,6 @@ class KeyValueStore(OrderedScans):
         self.backend.close()
 
 
-
 class TimestampedKeyValueStore(KeyValueStore):
     """A store whose entries carry a timestamp: the aggregations' stores (KIP-258).
 
@@ -253,19 +253,13 @@ class TimestampedKeyValueStore(KeyValueStore):
         entry = self.get_with_timestamp(key)
         return None if entry is None else entry[0]
 
-    @property
-    def str_key_cache(self) -> dict[Any, Any]:
-        """The read cache, for generated code: a str key in it maps to exactly what
-        `get_with_timestamp` returns for it; a key not in it: call `get_with_timestamp`."""
-        return self._cache
-
     def get_with_timestamp(self, key: Any) -> tuple[Any, int] | None:
         """(value, timestamp) of `key`, or None."""
         entry: tuple[Any, int] | None = self._read(key, self._decode_entry)
         return entry
 
     def _decode_entry(self, data: bytes) -> tuple[Any, int]:
-        return (self._de_value(data[TIMESTAMP_PREFIX.size:], self._value_ctx),
+        return (self._de_value(data[self._VALUE_AT:], self._value_ctx),
                 TIMESTAMP_PREFIX.unpack_from(data)[0])
 
     def put(self, key: Any, value: Any) -> None:
