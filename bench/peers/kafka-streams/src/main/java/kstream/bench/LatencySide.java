@@ -1,7 +1,6 @@
 package kstream.bench;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -45,17 +44,7 @@ public final class LatencySide {
     PeerBench.JsonSerde json = new PeerBench.JsonSerde();
     KStream<String, JsonNode> source = b.stream(input, Consumed.with(Serdes.String(), json));
     if (pipeline.equals("stateless")) {
-      source
-          .filter((k, v) -> v.get("amount").asLong() >= PeerBench.MIN_AMOUNT)
-          .mapValues(
-              v -> {
-                ObjectNode o = PeerBench.MAPPER.createObjectNode();
-                o.set("id", v.get("id"));
-                o.set("user", v.get("user"));
-                o.put("amount_cents", v.get("amount").asLong() * 100);
-                return (JsonNode) o;
-              })
-          .to(output, Produced.with(Serdes.String(), json));
+      PeerBench.filterMap(source).to(output, Produced.with(Serdes.String(), json));
     } else {
       source
           .groupByKey()

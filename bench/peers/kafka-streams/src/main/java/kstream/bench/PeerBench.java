@@ -117,16 +117,7 @@ public final class PeerBench {
     KStream<String, JsonNode> source =
         b.stream(input, Consumed.with(Serdes.String(), json)).peek((k, v) -> p.onIn());
     if (pipeline.equals("stateless")) {
-      source
-          .filter((k, v) -> v.get("amount").asLong() >= MIN_AMOUNT)
-          .mapValues(
-              v -> {
-                ObjectNode o = MAPPER.createObjectNode();
-                o.set("id", v.get("id"));
-                o.set("user", v.get("user"));
-                o.put("amount_cents", v.get("amount").asLong() * 100);
-                return (JsonNode) o;
-              })
+      filterMap(source)
           .peek((k, v) -> p.onOut())
           .to(output, Produced.with(Serdes.String(), json));
     } else {
@@ -153,6 +144,20 @@ public final class PeerBench {
           .to(output, Produced.with(Serdes.String(), json));
     }
     return b;
+  }
+
+  /** The stateless pipeline (bench/stateless.py's): orders of at least MIN_AMOUNT, mapped. */
+  static KStream<String, JsonNode> filterMap(KStream<String, JsonNode> orders) {
+    return orders
+        .filter((k, v) -> v.get("amount").asLong() >= MIN_AMOUNT)
+        .mapValues(
+            v -> {
+              ObjectNode o = MAPPER.createObjectNode();
+              o.set("id", v.get("id"));
+              o.set("user", v.get("user"));
+              o.put("amount_cents", v.get("amount").asLong() * 100);
+              return (JsonNode) o;
+            });
   }
 
   static Properties props(String appId, String bootstrap, String stateDir) {
