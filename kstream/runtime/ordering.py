@@ -52,10 +52,26 @@ class PartitionGroup:
         self._at_end: dict[TP, bool] = dict.fromkeys(self.queues, False)
         self._idle_since: dict[TP, float | None] = dict.fromkeys(self.queues, None)
         self._gave_up: dict[TP, bool] = {}  # logged once per empty spell
+        self._next_offset: dict[TP, int] = {}  # past the last record queued, per partition
+        self.redelivered = 0
         self._max_idle_s = max_idle_ms / 1000
         self._clock = clock
 
     def add(self, tp: TP, msgs: list[Any]) -> None:
+        # Invariant: a record is queued at most once per assignment (until `clear`). This
+        # group pauses and resumes partitions all the time, and librdkafka has re-delivered
+        # records already handed out around a pause/resume (librdkafka#2593, #4637); queued
+        # twice they would be processed, and committed, twice.
+        expected = self._next_offset.get(tp)
+        if expected is not None and msgs[0].offset() < expected:
+            fresh = [m for m in msgs if m.offset() >= expected]
+            self.redelivered += len(msgs) - len(fresh)
+            log.warning("event=redelivered partition=%s:%d offsets=%d..%d expected=%d",
+                        tp[0], tp[1], msgs[0].offset(), msgs[-1].offset(), expected)
+            if not fresh:
+                return
+            msgs = fresh
+        self._next_offset[tp] = msgs[-1].offset() + 1
         self.queues[tp].extend(msgs)
         self._at_end[tp] = False
         self._idle_since[tp] = None
@@ -126,6 +142,8 @@ class PartitionGroup:
         return {tp: q[0].offset() for tp, q in self.queues.items() if q}
 
     def clear(self) -> None:
+        """After a rewind: the consumer fetches from the committed offsets again."""
+        self._next_offset.clear()
         for tp, queue in self.queues.items():
             queue.clear()
             self._at_end[tp] = False
