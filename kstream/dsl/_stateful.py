@@ -102,12 +102,21 @@ class AggregateOp(Processor, Fusable):
         em.line(depth + 1, f"{old} = {agg} = {entry}[0]")
         em.line(depth + 1, f"if {entry}[1] > ts: ts = {entry}[1]")
         em.line(depth, f"{agg} = {em.bind(self._adder, 'add')}(key, value, {agg})")
-        stored = em.local("stored")
-        em.line(depth, f"{stored} = {em.bind(self._put, 'aput')}(key, {agg}, ts)")
+        fuse_put = getattr(self._store, "fuse_put_with_timestamp", None)
+        key_bytes = None
+        if fuse_put is not None:
+            stored, key_bytes = fuse_put(em, depth, agg)
+        else:
+            stored = em.local("stored")
+            em.line(depth, f"{stored} = {em.bind(self._put, 'aput')}(key, {agg}, ts)")
         em.assign_change(depth, em.bind(Change, "Change"), old, agg)
+        # A sink right after to_stream() reuses the stored bytes.
         fast = getattr(self._store, "fast_value_serializer", None)
-        if fast is not None:  # a sink right after to_stream() reuses the stored bytes
+        if fast is not None:
             em.note_encoding(fast, agg, stored)
+        fast_key = getattr(self._store, "fast_key_serializer", None)
+        if fast_key is not None and key_bytes is not None:
+            em.note_key_bytes(fast_key, key_bytes)
         return FuseResult(depth, skip)
 
     def _skip_record(self, record: Record) -> None:

@@ -60,6 +60,7 @@ class _Emitter:
     # established it (its index is kept): then nothing else can have run in between.
     _change: tuple[int, str] | None = None      # (line index, `new` expression)
     _encoded: tuple[int, Any, str, str] | None = None  # (lines, fast fn, obj local, data local)
+    _key_bytes: tuple[int, Any, str] | None = None  # (lines, fast fn, data local)
 
     def assign_change(self, depth: int, change: str, old: str, new: str) -> None:
         self.line(depth, f"value = {change}({old}, {new})")
@@ -80,6 +81,15 @@ class _Emitter:
         enc = self._encoded
         if enc is not None and enc[0] == len(self.lines) and enc[1] is fast:
             return enc[2], enc[3]
+        return None
+
+    def note_key_bytes(self, fast: Any, data: str) -> None:
+        self._key_bytes = (len(self.lines), fast, data)
+
+    def known_key_bytes(self, fast: Any) -> str | None:
+        known = self._key_bytes
+        if known is not None and known[0] == len(self.lines) and known[1] is fast:
+            return known[2]
         return None
 
 

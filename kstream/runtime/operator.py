@@ -51,6 +51,16 @@ class Emitter(Protocol):
         None. Generated code must still check that the value it encodes `is` obj."""
         ...
 
+    def note_key_bytes(self, fast: Any, data: str) -> None:
+        """Local `data` holds `fast(key)` of the current `key`, or None where the code that
+        set it did not encode; valid as long as a `note_encoding` would be."""
+        ...
+
+    def known_key_bytes(self, fast: Any) -> str | None:
+        """The `data` of the last `note_key_bytes` with this `fast` if it still holds, else
+        None. Generated code must still check that it is not None."""
+        ...
+
 
 class FuseResult(NamedTuple):
     """Where the code of an operator's children goes after its own lines."""

@@ -61,8 +61,9 @@ class SinkOp(Processor, Fusable):
     # and it is set just before a serde runs (the C codecs do not read contexts).
     # Built-in String/Json serdes are called through their C codec (serdes._fast); if that
     # raises, the serde itself runs, so results and errors are the serde's. Right after a fused
-    # aggregation (and to_stream), the value's bytes are those the store just wrote with the
-    # same codec, reused when the value is that very object.
+    # aggregation (and to_stream), the value's and key's bytes are those the store just wrote
+    # with the same codec, reused when the value is that very object (the key is not rebound
+    # in between: the note holds only while no line follows).
     def can_fuse(self) -> bool:
         return self._static_topic is not None and self._partitioner is None
 
@@ -70,11 +71,16 @@ class SinkOp(Processor, Fusable):
         topic = self._static_topic
         kctx = em.bind(SerdeContext(topic=topic, is_key=True), "kctx")
         vctx = em.bind(SerdeContext(topic=topic, is_key=False), "vctx")
+        kfast = fast_serializer(effective(self._key_serde))
         vfast = fast_serializer(effective(self._value_serde))
-        known = None if vfast is None else em.known_encoding(vfast)
-        kb = _emit_serialize(em, depth, "key", self._key_serde, self._serialize_key, kctx)
+        key_bytes = None if kfast is None else em.known_key_bytes(kfast)
+        known_value = None if vfast is None else em.known_encoding(vfast)
+        kb = _emit_serialize(em, depth, "key", self._key_serde, self._serialize_key, kctx,
+                             None if key_bytes is None else (f"{key_bytes} is not None",
+                                                             key_bytes))
         vb = _emit_serialize(em, depth, "value", self._value_serde, self._serialize_value, vctx,
-                             known)
+                             None if known_value is None else (f"value is {known_value[0]}",
+                                                               known_value[1]))
         topic_name = em.bind(topic, "topic")
         fuse_send = getattr(self._collector, "fuse_send", None)
         if fuse_send is not None:
@@ -89,7 +95,8 @@ def _emit_serialize(em: Emitter, depth: int, name: str, serde: Serde,
                     serialize: Callable[[Any, SerdeContext], bytes | None], ctx: str,
                     known: tuple[str, str] | None = None) -> str:
     """Lines that serialize local `name`; returns the local holding its bytes. `known`:
-    (obj, data) locals where data already holds this codec's bytes of obj."""
+    (condition, data): where the condition holds, local data already holds this codec's
+    bytes of `name`."""
     ser = em.bind(serialize, "ser")
     out = em.local("data")
     fast = fast_serializer(effective(serde))  # a default serde: its target's shortcut
@@ -98,8 +105,8 @@ def _emit_serialize(em: Emitter, depth: int, name: str, serde: Serde,
         em.line(depth, f"{out} = {ser}({name}, {ctx})")
         return out
     if known is not None:
-        obj, data = known
-        em.line(depth, f"if {name} is {obj}:")
+        condition, data = known
+        em.line(depth, f"if {condition}:")
         em.line(depth + 1, f"{out} = {data}")
         em.line(depth, "else:")
         depth += 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kstream._serde_defaults import effective
 from kstream.state.backend import NO_TIMESTAMP, TIMESTAMP_PREFIX, Backend
@@ -19,6 +19,9 @@ from kstream.state.round_trip import StoreRoundTripError, first_difference
 from kstream.state.scans import OrderedScans
 from serdes import Serde, SerdeContext, TupleKeySerde
 from serdes._fast import fast_serializer
+
+if TYPE_CHECKING:
+    from kstream.runtime.operator import Emitter
 
 CACHE_ENTRIES = 10_000
 _MISSING = object()
@@ -131,6 +134,11 @@ class KeyValueStore(OrderedScans):
     def fast_value_serializer(self) -> Callable[[Any], bytes] | None:
         """The C codec `put` encodes values with when it can (serdes._fast), else None."""
         return self._fast_value
+
+    @property
+    def fast_key_serializer(self) -> Callable[[Any], bytes] | None:
+        """The C codec `put` encodes keys with when it can (serdes._fast), else None."""
+        return self._fast_key
 
     def _encode(self, key: Any, value: Any) -> tuple[bytes, bytes | None]:
         """(key bytes, value bytes or None for a delete) as `put` stores them: built-in serdes
@@ -277,3 +285,41 @@ class TimestampedKeyValueStore(KeyValueStore):
 
     def _entry(self, data: bytes | None, timestamp: int) -> bytes | None:
         return None if data is None else TIMESTAMP_PREFIX.pack(timestamp) + data
+
+    def fuse_put_with_timestamp(self, em: Emitter, depth: int, value: str) -> tuple[str, str]:
+        """Emit `stored = put_with_timestamp(key, value, ts)` (locals `key`, `ts`) for a fused
+        aggregation; returns the locals (stored, key bytes): the value's bytes as `put`
+        returns them, and the key's bytes as stored, or None where the call ran.
+
+        Why: the call crosses five Python functions per record (put, _encode, _entry, the
+        buffer's set, _cached_write), about half an aggregation's handler. For a str key and
+        a value both with C codecs, the same steps run inline: encode value then key, buffer
+        the entry, update the read cache exactly as `_cached_write` would (eviction: the
+        call). Anything else (a codec refusing, a None value, the round-trip check on) takes
+        the call, so results and errors stay the method's. A subclass may override the
+        method: then always the call."""
+        put = em.bind(self.put_with_timestamp, "aput")
+        stored, key_bytes = em.local("stored"), em.local("kbytes")
+        if (type(self) is not TimestampedKeyValueStore or self._fast_value is None
+                or self._fast_key is None):
+            em.line(depth, f"{key_bytes} = None")
+            em.line(depth, f"{stored} = {put}(key, {value}, ts)")
+            return stored, key_bytes
+        store, cache = em.bind(self, "store"), em.bind(self._cache, "cache")
+        em.line(depth, f"{key_bytes} = None")
+        em.line(depth, f"if type(key) is str and {value} is not None "
+                       f"and not {store}.check_round_trip:")
+        em.line(depth + 1, "try:")
+        em.line(depth + 2, f"{stored} = {em.bind(self._fast_value, 'vfast')}({value})")
+        em.line(depth + 2, f"{key_bytes} = {em.bind(self._fast_key, 'kfast')}(key)")
+        em.line(depth + 1, "except Exception:")
+        em.line(depth + 2, f"{key_bytes} = None")
+        em.line(depth, f"if {key_bytes} is None:")
+        em.line(depth + 1, f"{stored} = {put}(key, {value}, ts)")
+        em.line(depth, "else:")
+        em.line(depth + 1, f"{em.bind(self._buffer_put, 'bput')}({key_bytes}, "
+                           f"{em.bind(TIMESTAMP_PREFIX.pack, 'pack')}(ts) + {stored})")
+        em.line(depth + 1, f"if key in {cache} or len({cache}) < {CACHE_ENTRIES}: "
+                           f"{cache}[key] = ({value}, ts)")
+        em.line(depth + 1, f"else: {em.bind(self._cached_write, 'cwrite')}(key, ({value}, ts))")
+        return stored, key_bytes

@@ -2,6 +2,8 @@
 
 Keys inserted or removed since the last scan are kept aside and merged into the sorted key list
 only when a scan needs it, so bulk loads (restore) cost one sort, not one list insert per key.
+A map that was never scanned keeps no order at all: most stores (aggregations) are only read
+by key, and their writes then cost a dict write, not also a set insert.
 """
 
 from __future__ import annotations
@@ -18,11 +20,14 @@ _FEW = 32  # below this many pending changes, patch the list in place instead of
 class SortedBytesMap(Generic[V]):
     """Mapping bytes -> V with `range_keys(lo, hi)` in byte order (lo inclusive, hi exclusive)."""
 
-    __slots__ = ("_data", "_keys", "_added", "_removed", "writes")
+    __slots__ = ("_data", "_keys", "_added", "_removed", "_ordered", "writes")
 
     def __init__(self) -> None:
         self.writes = 0  # set/pop calls so far, never reset: "was anything written since?"
         self._data: dict[bytes, V] = {}
+        # Invariant: while _ordered, _keys + _added - _removed == the keys of _data, _keys
+        # sorted (_settle makes them equal); before the first scan none of the three is kept.
+        self._ordered = False
         self._keys: list[bytes] = []       # sorted; may lag behind _data, see _settle
         self._added: set[bytes] = set()    # in _data, not yet in _keys
         self._removed: set[bytes] = set()  # in _keys, no longer in _data
@@ -43,6 +48,9 @@ class SortedBytesMap(Generic[V]):
     def set(self, key: bytes, value: V) -> None:
         self.writes += 1
         data = self._data
+        if not self._ordered:
+            data[key] = value
+            return
         if key not in data:
             if key in self._removed:
                 self._removed.discard(key)
@@ -53,6 +61,9 @@ class SortedBytesMap(Generic[V]):
     def pop(self, key: bytes) -> None:
         self.writes += 1
         data = self._data
+        if not self._ordered:
+            data.pop(key, None)
+            return
         if key in data:
             del data[key]
             if key in self._added:
@@ -75,6 +86,10 @@ class SortedBytesMap(Generic[V]):
         return keys[i:j]
 
     def _settle(self) -> None:
+        if not self._ordered:
+            self._ordered = True
+            self._keys = sorted(self._data)
+            return
         keys = self._keys
         if self._removed:
             if len(self._removed) <= _FEW:

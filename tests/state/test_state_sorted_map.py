@@ -13,6 +13,7 @@ ops = st.lists(st.one_of(
     st.tuples(st.just("pop"), keys, st.none()),
     st.tuples(st.just("scan"), st.none() | keys, st.none() | keys),
     st.tuples(st.just("bulk"), st.lists(keys, max_size=80), st.none()),
+    st.tuples(st.just("clear"), st.none(), st.none()),
 ), max_size=60)
 
 
@@ -28,6 +29,9 @@ def test_matches_dict_model(operations: list[tuple[str, object, object]]) -> Non
         elif op == "pop":
             m.pop(a)  # type: ignore[arg-type]
             model.pop(a, None)  # type: ignore[call-overload]
+        elif op == "clear":  # edits before the first scan keep no order; after it they do
+            m.clear()
+            model.clear()
         elif op == "bulk":  # many changes between scans take the re-sort path
             for i, k in enumerate(a):  # type: ignore[arg-type]
                 if i % 3:
