@@ -93,11 +93,12 @@ def serve_kstream(servers: str, pipeline: str, guarantee: str, inp: str, out: st
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     pauses = _watch_gc()
     commits = _watch_commits()
+    phases = _watch_commit_phases()
     with tempfile.TemporaryDirectory(prefix="kstream-bench-latency-") as state_dir:
         App(b, application_id=unique("bench-lat"), bootstrap_servers=servers,
             processing_guarantee=guarantee, state_dir=state_dir).run()  # SIGTERM: clean stop
     _print_pauses({**{f"gc generation {gen}": times for gen, times in enumerate(pauses)},
-                   "commit": commits})
+                   "commit": commits, **phases})
 
 
 def _print_pauses(pauses: dict[str, list[float]]) -> None:
@@ -127,6 +128,31 @@ def _watch_commits() -> list[float]:
 
     Engine._commit = timed  # type: ignore[method-assign]
     return durations
+
+
+def _watch_commit_phases() -> dict[str, list[float]]:
+    """Durations of the commit's waits on Kafka (bench-only wrappers around private helpers
+    of kstream.runtime.commit): producer flushes, offset commits, transaction calls."""
+    from kstream.runtime import commit as commit_module
+
+    phases: dict[str, list[float]] = {"commit phase flush": [], "commit phase offsets": [],
+                                      "commit phase transaction call": []}
+
+    def timed(fn: Any, label: str) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            began = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                phases[label].append(time.perf_counter() - began)
+        return wrapper
+
+    commit_module._flush = timed(commit_module._flush, "commit phase flush")  # type: ignore[assignment]
+    commit_module._commit_offsets = timed(  # type: ignore[assignment]
+        commit_module._commit_offsets, "commit phase offsets")
+    commit_module._end_call = timed(  # type: ignore[assignment]
+        commit_module._end_call, "commit phase transaction call")
+    return phases
 
 
 def _watch_gc() -> list[list[float]]:
