@@ -391,8 +391,7 @@ class Engine:
             stop_at = self.life.stop_offset(topic, partition)
             if stop_at is not None and (msg.offset() or 0) >= stop_at:
                 self._commit(overrides=_first_offsets(msgs[i:]))
-                assert self.life.failure is not None
-                raise self.life.failure
+                raise self.life.failure_at(topic, partition)
             handler = self._handlers.get(topic, {}).get(partition)
             if handler is None:
                 continue

@@ -63,6 +63,7 @@ class EngineLifecycle:
         self.state = EngineState.CREATED
         self.failure: RecordError | None = None   # the bad record that stops the app
         self.fail_at: dict[tuple[str, int], int] = {}
+        self._failed: dict[tuple[str, int], RecordError] = {}  # each fail_at entry's error
         self.replay_deadline = 0.0
 
     def to(self, new: EngineState) -> None:
@@ -90,10 +91,18 @@ class EngineLifecycle:
             self.failure = err
             self.replay_deadline = time.monotonic() + REPLAY_DEADLINE_S
         self.fail_at[(err.topic, err.partition)] = err.offset
+        self._failed[(err.topic, err.partition)] = err
         self.to(EngineState.REPLAYING)
 
     def stop_offset(self, topic: str, partition: int) -> int | None:
         return self.fail_at.get((topic, partition))
+
+    def failure_at(self, topic: str, partition: int) -> RecordError:
+        """The error of the bad record the replay stopped at. With bad records in several
+        partitions the replay stops at whichever it reaches first, and the commit covers
+        exactly the records before that one: the app reports that record (the others'
+        partitions may not have been replayed up to theirs, so their records are redone)."""
+        return self._failed[(topic, partition)]
 
     def replay_overdue(self) -> bool:
         """The failed record's partition was revoked before the replay reached it: stop."""
