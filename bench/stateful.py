@@ -420,12 +420,14 @@ def micro(servers: str, inp: str, count: int, commit_every: int) -> list[tuple[s
     aggs0 = [{"count": 1, "sum": 2}] * n
     rows.append(("  the user's adder lambda (new dict)",
                  t(lambda: [adder(None, v, a) for v, a in zip(vals, aggs0, strict=True)])))
+    from kstream.dsl._change import Change
     from kstream.record import Record
 
     task = tasks[variant_name("memory", False)]
     agg_node = next(p for p in task._processors.values() if type(p).__name__ == "AggregateOp")
-    down = agg_node._down
-    recs = [Record("a1", {"count": 1, "sum": 2}, 1, None, inp, 0, i) for i in range(n)]
+    down = agg_node._down  # an aggregation forwards Change(old, new) to to_stream()
+    recs = [Record("a1", Change(None, {"count": 1, "sum": 2}), 1, None, inp, 0, i)
+            for i in range(n)]
     rows.append(("  downstream of the aggregate: PassThroughOp -> SinkOp (serdes) -> "
                  "collector.send (null)", t(lambda: [down(r) for r in recs])))
     gc.enable()
