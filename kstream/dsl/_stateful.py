@@ -75,11 +75,13 @@ class AggregateOp(Processor, Fusable):
             record.value = Change(old, aggregate)
             self._down(record)
 
-    # Fused form of `process` (emit per update): the same store get, initializer, adder and
-    # put in the same order; a skipped record gets the same Record `process` would see. A
-    # read-cache hit is taken inline (the store's str_key_cache), anything else asks get.
+    # Fused form of `process`: the same store get, initializer, adder and put in the same
+    # order; a skipped record gets the same Record `process` would see. A read-cache hit is
+    # taken inline (the store's str_key_cache), anything else asks get. Emitting per update,
+    # the children's lines follow; emitting on commit, the record `process` would keep goes
+    # into the same pending map (flush_cache hands it to the children, as for `process`).
     def can_fuse(self) -> bool:
-        return not self._emit_on_commit
+        return True
 
     def fuse(self, em: Emitter, depth: int, skip: str) -> FuseResult:
         entry, old, agg = em.local("entry"), em.local("old"), em.local("agg")
@@ -109,6 +111,14 @@ class AggregateOp(Processor, Fusable):
         else:
             stored = em.local("stored")
             em.line(depth, f"{stored} = {em.bind(self._put, 'aput')}(key, {agg}, ts)")
+        if self._emit_on_commit:
+            earlier, pending = em.local("earlier"), em.bind(self._pending, "pending")
+            em.line(depth, f"{earlier} = {pending}.get(key)")
+            em.line(depth, f"{pending}[key] = Record(key, {em.bind(Change, 'Change')}({old} if "
+                           f"{earlier} is None else {earlier}.value.old, {agg}), ts, headers, "
+                           f"TOPIC, PARTITION, offset)")
+            em.line(depth, skip)
+            return FuseResult(depth, skip, children_elsewhere=True)
         em.assign_change(depth, em.bind(Change, "Change"), old, agg)
         # A sink right after to_stream() reuses the stored bytes.
         fast = getattr(self._store, "fast_value_serializer", None)
@@ -124,8 +134,10 @@ class AggregateOp(Processor, Fusable):
 
     def flush_cache(self) -> None:
         """Called by the task before it commits: emit the latest aggregate per key."""
-        pending, self._pending = self._pending, {}
-        for record in pending.values():
+        # Emptied in place: the fused form holds this very dict.
+        pending = list(self._pending.values())
+        self._pending.clear()
+        for record in pending:
             self._down(record)
 
     def discard_cache(self) -> None:

@@ -176,6 +176,8 @@ def _emit_node(em: _Emitter, topology: Topology, name: str, processors: dict[str
         return
     inner = op.fuse(em, depth, skip)
     kids = topology.children[name]
+    if inner.children_elsewhere:
+        return
     if kids:
         _emit_children(em, topology, kids, processors, inner.depth, inner.skip)
     elif inner.depth > depth:

@@ -69,6 +69,9 @@ class FuseResult(NamedTuple):
     """Indentation of the children's lines (one more than given when the operator loops)."""
     skip: str
     """The statement that drops the current record there: "return" or, in a loop, "continue"."""
+    children_elsewhere: bool = False
+    """The operator hands its records to its children later, not inline (an aggregation that
+    emits on commit): no children's lines follow its own, which end the record's path."""
 
 
 class Fusable(ABC):
