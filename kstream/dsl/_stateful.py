@@ -34,9 +34,10 @@ class AggregateOp(Processor, Fusable):
     (a record cache): fewer, later updates, the same final values; a coalesced change keeps
     the aggregate from before its first update as `old`.
 
-    Without it, the aggregation also has a fused form (`fuse`, beside `process`): the source's
-    generated chain folds key and value from its locals and runs the downstream (to_stream,
-    sinks) inline, without a Record per input.
+    The aggregation also has a fused form (`fuse`, beside `process`): the source's generated
+    chain folds key and value from its locals and writes the store inline; emitting per update
+    it runs the downstream (to_stream, sinks) inline too, without a Record per input; emitting
+    on commit it keeps the Record `process` would keep.
     """
 
     def __init__(self, store_name: str, initializer: Initializer, adder: Adder,
