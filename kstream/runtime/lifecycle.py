@@ -62,8 +62,8 @@ class EngineLifecycle:
     def __init__(self) -> None:
         self.state = EngineState.CREATED
         self.failure: RecordError | None = None   # the bad record that stops the app
-        self.fail_at: dict[tuple[str, int], int] = {}
-        self._failed: dict[tuple[str, int], RecordError] = {}  # each fail_at entry's error
+        # Bad records met, per partition: the replay stops at the first offset of each.
+        self._failed: dict[tuple[str, int], RecordError] = {}
         self.replay_deadline = 0.0
 
     def to(self, new: EngineState) -> None:
@@ -76,7 +76,7 @@ class EngineLifecycle:
     # -- queries the hot path asks ---------------------------------------------------------
     @property
     def replaying(self) -> bool:
-        return bool(self.fail_at)
+        return bool(self._failed)
 
     @property
     def may_commit(self) -> bool:
@@ -90,12 +90,12 @@ class EngineLifecycle:
         if self.failure is None:
             self.failure = err
             self.replay_deadline = time.monotonic() + REPLAY_DEADLINE_S
-        self.fail_at[(err.topic, err.partition)] = err.offset
         self._failed[(err.topic, err.partition)] = err
         self.to(EngineState.REPLAYING)
 
     def stop_offset(self, topic: str, partition: int) -> int | None:
-        return self.fail_at.get((topic, partition))
+        err = self._failed.get((topic, partition))
+        return None if err is None else err.offset
 
     def failure_at(self, topic: str, partition: int) -> RecordError:
         """The error of the bad record the replay stopped at. With bad records in several
