@@ -111,22 +111,24 @@ def _print_pauses(pauses: dict[str, list[float]]) -> None:
                   file=sys.stderr)
 
 
+def _timed(fn: Any, durations: list[float]) -> Any:
+    """`fn`, appending each call's duration to `durations` (bench-only instrumentation)."""
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        began = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            durations.append(time.perf_counter() - began)
+    return wrapper
+
+
 def _watch_commits() -> list[float]:
     """Durations of the engine's commits (a bench-only wrapper around a private method): the
     loop processes nothing while it commits, so a long commit is a latency spike."""
     from kstream.runtime.engine import Engine
 
     durations: list[float] = []
-    commit = Engine._commit
-
-    def timed(self: Engine, *args: Any, **kwargs: Any) -> None:
-        began = time.perf_counter()
-        try:
-            commit(self, *args, **kwargs)
-        finally:
-            durations.append(time.perf_counter() - began)
-
-    Engine._commit = timed  # type: ignore[method-assign]
+    Engine._commit = _timed(Engine._commit, durations)  # type: ignore[method-assign]
     return durations
 
 
@@ -137,21 +139,12 @@ def _watch_commit_phases() -> dict[str, list[float]]:
 
     phases: dict[str, list[float]] = {"commit phase flush": [], "commit phase offsets": [],
                                       "commit phase transaction call": []}
-
-    def timed(fn: Any, label: str) -> Any:
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            began = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                phases[label].append(time.perf_counter() - began)
-        return wrapper
-
-    commit_module._flush = timed(commit_module._flush, "commit phase flush")  # type: ignore[assignment]
-    commit_module._commit_offsets = timed(  # type: ignore[assignment]
-        commit_module._commit_offsets, "commit phase offsets")
-    commit_module._end_call = timed(  # type: ignore[assignment]
-        commit_module._end_call, "commit phase transaction call")
+    commit_module._flush = _timed(  # type: ignore[assignment]
+        commit_module._flush, phases["commit phase flush"])
+    commit_module._commit_offsets = _timed(  # type: ignore[assignment]
+        commit_module._commit_offsets, phases["commit phase offsets"])
+    commit_module._end_call = _timed(  # type: ignore[assignment]
+        commit_module._end_call, phases["commit phase transaction call"])
     return phases
 
 
