@@ -53,6 +53,10 @@ class InternalError(KStreamError):
 class RecordError(KStreamError):
     """A record could not be deserialized or processed. Names exactly which record."""
 
+    batch_index = -1
+    """Where the record is in the batch the engine handed a task's run handler (set by the
+    handler as the error leaves it; -1 when raised elsewhere)."""
+
     def __init__(self, stage: str, topic: str, partition: int, offset: int,
                  cause: BaseException) -> None:
         self.stage = stage

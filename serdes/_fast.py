@@ -45,3 +45,11 @@ def fast_serializer(serde: Any) -> Callable[[Any], bytes] | None:
     if kind is JsonSerde and serde.default is None and serde.option is None:
         return orjson.dumps
     return None
+
+
+def restores_bytes(deserializer: Any, serializer: Any) -> bool:
+    """Whether `serializer(deserializer(data)) == data` for every `data` the deserializer
+    decodes (shortcuts from this module), so the bytes a record came with can go out again
+    unchanged. Only UTF-8 is a bijection here: strict decoding refuses every byte string
+    that encoding would not give back. JSON is not (spacing, key order, number forms)."""
+    return deserializer is _UTF8 and serializer is str.encode

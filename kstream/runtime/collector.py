@@ -50,8 +50,9 @@ class KafkaRecordCollector:
 
     def fuse_send(self, em: Emitter, depth: int, topic: str, key: str, value: str) -> None:
         """Emit `send(topic, key, value, ts, headers)` inline for a fused sink (locals `ts`,
-        `headers`): the same produce call, fallbacks and counters as `send`, one Python call
-        fewer per output. `_produce` is looked up per call, as `rebind` replaces it."""
+        `headers`): the same produce call, fallbacks and counters as `send` (in a run handler
+        the counters are locals added once per run), one Python call fewer per output.
+        `_produce` is looked up per call, as `rebind` replaces it."""
         me = em.bind(self, "collector")
         em.line(depth, "try:")
         em.line(depth + 1, f"{me}._produce({topic}, {value}, {key}, -1, None, None, ts, headers)")
@@ -59,8 +60,19 @@ class KafkaRecordCollector:
         em.line(depth + 1, f"{me}._wait_for_room({topic}, {key}, {value}, ts, headers, -1)")
         em.line(depth, f"except {em.bind(KafkaException, 'KafkaException')} as exc:")
         em.line(depth + 1, f"raise {me}._classify(exc, {topic}) from exc")
-        em.line(depth, f"{em.bind(self._stats, 'stats')}.records_out += 1")
-        em.line(depth, f"{me}.last_timestamp = ts")
+        counter = em.output_counter(self, self.add_outputs)
+        if counter is None:
+            em.line(depth, f"{em.bind(self._stats, 'stats')}.records_out += 1")
+            em.line(depth, f"{me}.last_timestamp = ts")
+        else:
+            em.line(depth, f"{counter[0]} += 1; {counter[1]} = ts")
+
+    def add_outputs(self, count: int, last_timestamp: int | None) -> None:
+        """A run handler's outputs, counted in its locals (see `fuse_send`). A punctuator's
+        output sent during the run may have been later than `last_timestamp`; the end-to-end
+        latency meter then reads the run's last record instead (a run is at most a batch)."""
+        self._stats.records_out += count
+        self.last_timestamp = last_timestamp
 
     def _wait_for_room(self, topic: str, key: bytes | None, value: bytes | None, timestamp: int,
                        headers: list[tuple[str, bytes]] | None, partition: int,

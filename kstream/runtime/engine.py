@@ -32,6 +32,7 @@ from kstream.config import AT_MOST_ONCE, AppConfig
 from kstream.errors import (
     AbortableError,
     FatalError,
+    InternalError,
     KStreamError,
     ProducerFencedError,
     RecordError,
@@ -44,6 +45,7 @@ from kstream.runtime.client_config import consumer_config, producer_config
 from kstream.runtime.clients import KafkaClients
 from kstream.runtime.collector import KafkaRecordCollector
 from kstream.runtime.commit import Committer, make_committer
+from kstream.runtime.fusion import RunHandler
 from kstream.runtime.global_state import GlobalStateMaintainer, global_consumer_config
 from kstream.runtime.handover import HandOver
 from kstream.runtime.identity import InstanceIdentity
@@ -97,7 +99,7 @@ class Engine:
         self.tasks: dict[tuple[int, int], Task] = {}
         # Tasks revoked cleanly, kept open for the next assignment: (member id, tasks).
         self._suspended: tuple[str | None, dict[tuple[int, int], Task]] = (None, {})
-        self._handlers: dict[str, dict[int, Callable[[TaskMessage], None]]] = {}
+        self._handlers: dict[str, dict[int, RunHandler]] = {}
         self._assignment: list[TopicPartition] = []
         self._stop = False
         self._leave_group: bool = config.leave_group_on_shutdown
@@ -356,29 +358,33 @@ class Engine:
         """Process msgs[start:]; return where to continue after a handled bad record."""
         if self.life.replaying:
             return self._process_until_failure(msgs, start)
-        handlers = self._handlers
-        i = start
-        last_topic, last_partition, handler = None, None, None
+        handlers, meters, stats = self._handlers, self.meters, self.stats
+        i, end = start, len(msgs)
         try:
-            for i in range(start, len(msgs)):
+            while i < end:
                 msg = msgs[i]
                 if msg.error() is not None:
                     self._consumer_error(msg)
+                    i += 1
                     continue
+                # Batches come in runs of one partition: the task's handler takes the whole
+                # run (kstream.runtime.fusion.RunHandler) and says where it stopped.
                 topic, partition = msg.topic(), msg.partition()
-                if partition != last_partition or topic != last_topic:
-                    # Batches come in runs of one partition: look the handler up once per run.
-                    self.meters.run_boundary(topic, partition, i, self.stats.records_out)
-                    last_topic, last_partition = topic, partition
-                    handler = handlers.get(topic, {}).get(partition)
+                meters.run_boundary(topic, partition, i, stats.records_out)
+                handler = handlers.get(topic, {}).get(partition)
                 if handler is None:
-                    continue  # fetched before a revoke: the partition's new owner processes it
-                handler(msg)
+                    i += 1  # fetched before a revoke: the partition's new owner processes it
+                    continue
+                taken = handler(msgs, i)
+                if taken <= i:  # a handler takes at least the record it was handed
+                    raise InternalError(f"the handler of {topic}[{partition}] took no record")
+                i = taken
         except RecordError as err:
             self.meters.bad_record(err.stage)
-            self._on_record_error(err, msgs, i)
-            return i + 1
-        return len(msgs)
+            index = err.batch_index if err.batch_index >= 0 else i
+            self._on_record_error(err, msgs, index)
+            return index + 1
+        return end
 
     def _process_until_failure(self, msgs: list[TaskMessage], start: int) -> int:
         """Replay after an abort, stopping exactly at the record that failed before."""
@@ -396,7 +402,7 @@ class Engine:
             if handler is None:
                 continue
             try:
-                handler(msg)
+                handler(msgs[i:i + 1], 0)
             except RecordError as err:
                 self._on_record_error(err, msgs, i)
                 return i + 1
@@ -786,7 +792,7 @@ class Engine:
         self._handlers = {}
         for tp in self._assignment:
             task = self.tasks[(self._sub_of_topic[tp.topic].index, tp.partition)]
-            self._handlers.setdefault(tp.topic, {})[tp.partition] = task.handler(tp.topic)
+            self._handlers.setdefault(tp.topic, {})[tp.partition] = task.run_handler(tp.topic)
         by_task: dict[tuple[int, int], list[tuple[str, int]]] = defaultdict(list)
         for tp in self._assignment:
             by_task[(self._sub_of_topic[tp.topic].index, tp.partition)].append(

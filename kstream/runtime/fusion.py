@@ -5,8 +5,10 @@ as one function holding key and value in locals, calling only the user's lambdas
 and the producer. This module owns the emitter and the compile step and walks the graph; each
 operator writes its own lines (`kstream.runtime.operator.Fusable.fuse`, next to its `process`).
 A source's chain is generated inside its whole source handler (`compile_source`, whose prologue
-and epilogue the task writes); a record handed on by a processor enters through
-`compile_record_entry`.
+and epilogue the task writes), which loops over a run of one partition's records of the
+consumed batch (a Python call and the engine's dispatch per run, not per record; output
+counters kept in locals until the run ends); a record handed on by a processor enters
+through `compile_record_entry`.
 Anything else (Processor API nodes, branches, dynamic sinks, fan-out) receives a normal Record
 and runs as a processor, so semantics are unchanged.
 
@@ -18,18 +20,26 @@ from __future__ import annotations
 
 import itertools
 import linecache
+import re
 import weakref
 from collections.abc import Callable
 from typing import Any, TypeGuard
 
+from kstream.errors import RecordError
 from kstream.processor import Processor
 from kstream.record import Record
 from kstream.runtime.operator import Emitter, Fusable
 from kstream.runtime.shared_values import checked_child
 from kstream.topology import Topology
+from serdes._fast import restores_bytes
 
 Chain = Callable[[Any, Any, int, Any, int], None]
 """chain(key, value, timestamp, headers, offset)"""
+
+RunHandler = Callable[[list[Any], int], int]
+"""run(msgs, i) -> next: process msgs[i:] while they are records (not error events) of the
+handler's topic-partition; return the index of the first one it did not take. A RecordError
+leaving it carries the failed record's index in `batch_index`."""
 
 _serial = itertools.count(1)
 
@@ -42,6 +52,10 @@ class _Emitter:
         self.env: dict[str, Any] = {"Record": Record, "TOPIC": topic, "PARTITION": partition}
         self.counter = 0
         self.check_shared_values = False  # fan-outs wrap children (TopologyTestDriver)
+        self.in_run = False  # generating a run handler: outputs are counted in locals
+        self.counters: dict[int, tuple[str, str, str]] = {}  # id(owner): count, last ts, flush
+        self._if_used: list[tuple[int, str]] = []  # (line index, local name): line_if_used
+        self._source_key: tuple[Any, str, str] | None = None  # (fast decoder, raw, decoded)
 
     def bind(self, value: Any, prefix: str) -> str:
         name = self.local(prefix)
@@ -55,6 +69,39 @@ class _Emitter:
 
     def line(self, depth: int, text: str) -> None:
         self.lines.append("    " * depth + text)
+
+    def line_if_used(self, depth: int, text: str, name: str) -> None:
+        self._if_used.append((len(self.lines), name))
+        self.line(depth, text)
+
+    def drop_unused_lines(self) -> None:
+        """Blank each `line_if_used` line whose local no later line reads. A use is the name
+        not preceded by a letter, digit, `_` or `.` (`msg.offset()` is not a use of
+        `offset`): over-matching keeps a line, it never drops a needed one."""
+        for index, name in self._if_used:
+            used = re.compile(rf"(?<![\w.]){re.escape(name)}\b")
+            if not any(used.search(text) for text in self.lines[index + 1:]):
+                self.lines[index] = ""
+        self._if_used = []
+
+    def output_counter(self, owner: object,
+                       flush: Callable[[int, int | None], None]) -> tuple[str, str] | None:
+        if not self.in_run:
+            return None
+        known = self.counters.get(id(owner))
+        if known is None:
+            known = self.counters[id(owner)] = (self.local("outs"), self.local("lastts"),
+                                                self.bind(flush, "addouts"))
+        return known[0], known[1]
+
+    def note_source_key(self, fast: Any, raw: str, decoded: str) -> None:
+        self._source_key = (fast, raw, decoded)
+
+    def source_key_bytes(self, fast: Any) -> tuple[str, str] | None:
+        known = self._source_key
+        if known is not None and restores_bytes(known[0], fast):
+            return known[2], known[1]
+        return None
 
     # Facts about the current `value`, each valid only while no line follows the one that
     # established it (its index is kept): then nothing else can have run in between.
@@ -101,19 +148,45 @@ def compile_source(topology: Topology, first_children: list[str],
                    processors: dict[str, Processor], topic: str, partition: int, *,
                    prologue: Callable[[Emitter], None], skip: str,
                    epilogue: Callable[[Emitter], None], env: dict[str, Any],
-                   check_shared_values: bool = False) -> Callable[[Any], None]:
-    """Generate a whole source handler `handle(msg)`: the task's `prologue` lines (they leave
-    key, value, ts, headers and offset in locals and open a block at depth 2), the fused chain
-    inlined there with `skip` for dropped records, then the task's `epilogue`. One function
-    per record instead of a handler calling a chain. `env`: fixed global names they use."""
+                   check_shared_values: bool = False) -> RunHandler:
+    """Generate a whole source handler, a `RunHandler` looping over a run of the batch: per
+    record the task's `prologue` lines (at depth 3, with `msg`; they leave key, value, ts and
+    headers in locals and open a block at depth 4), the fused chain inlined there with `skip`
+    (a statement ending in `continue`) for dropped records, then the task's `epilogue` (depth
+    3). `env`: fixed global names they use.
+
+    Invariants: `i` is past the current record before any line that can raise, so a
+    RecordError names `i - 1`; output counts kept in locals (`output_counter`) reach their
+    owner when the run ends, however it ends."""
     em = _Emitter(topic, partition)
     em.env.update(env)
     em.check_shared_values = check_shared_values
-    em.line(0, "def handle(msg):")
+    em.in_run = True
+    em.line(0, "def handle_run(msgs, i):")
+    em.line(1, "end = len(msgs)")
+    counters_at = len(em.lines)
+    em.line(1, "try:")
+    em.line(2, "while i < end:")
+    em.line(3, "msg = msgs[i]")
+    em.line(3, "if msg.error() is not None or msg.partition() != PARTITION "
+               "or msg.topic() != TOPIC:")
+    em.line(4, "break")
+    em.line(3, "i += 1")
     prologue(em)
-    _emit_children(em, topology, first_children, processors, depth=2, skip=skip)
+    _emit_children(em, topology, first_children, processors, depth=4, skip=skip)
     epilogue(em)
-    return _compile(em, "handle", f"source {topic}")
+    em.line(1, f"except {em.bind(RecordError, 'RecordError')} as err:")
+    em.line(2, "err.batch_index = i - 1")
+    em.line(2, "raise")
+    em.drop_unused_lines()  # before the counters' lines shift the indices it keeps
+    if em.counters:
+        em.line(1, "finally:")
+        for count, last, flush in em.counters.values():
+            em.line(2, f"if {count}: {flush}({count}, {last})")
+        em.lines[counters_at:counters_at] = [f"    {count} = 0; {last} = None"
+                                             for count, last, _ in em.counters.values()]
+    em.line(1, "return i")
+    return _compile(em, "handle_run", f"source {topic}")
 
 
 def compile_record_entry(topology: Topology, node: str,
@@ -127,17 +200,18 @@ def compile_record_entry(topology: Topology, node: str,
     em.line(1, "headers = record.headers; offset = record.offset")
     em.line(1, "TOPIC = record.topic; PARTITION = record.partition")
     _emit_node(em, topology, node, processors, depth=1, skip="return")
+    em.line(1, "return None")
     return _compile(em, "entry", f"entry {node}")
 
 
-def _compile(em: _Emitter, function: str, label: str) -> Callable[..., None]:
+def _compile(em: _Emitter, function: str, label: str) -> Callable[..., Any]:
     """Close the generated function and build it; its source stays readable on the result.
 
     The source is registered with linecache under a unique name, so tracebacks through
     generated code show its lines; the entry goes when the code object does (mtime None:
     linecache.checkcache keeps it, as it has no file to compare with).
     """
-    em.line(1, "return None")
+    em.drop_unused_lines()
     source = "\n".join(em.lines) + "\n"
     filename = f"<kstream fused {label}#{next(_serial)}>"
     namespace = dict(em.env)

@@ -6,13 +6,15 @@ graph and asks each processor for its fused lines through this interface; it nev
 DSL classes or their fields (the runtime never imports the DSL).
 
 The generated function keeps the current record in these locals, which `fuse` reads and
-rebinds: `key`, `value`, `ts` (timestamp), `headers` (the record's list or None), `offset`,
-`TOPIC`, `PARTITION`; `Record` is in scope for handing a record to a non-fused processor.
+rebinds: `key`, `value`, `ts` (timestamp), `headers` (the record's list or None), `offset`
+(read from the message only if a line uses it), `TOPIC`, `PARTITION`; `Record` is in
+scope for handing a record to a non-fused processor.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
 
@@ -29,6 +31,29 @@ class Emitter(Protocol):
 
     def line(self, depth: int, text: str) -> None:
         """Append one line of code, indented `depth` levels."""
+        ...
+
+    def line_if_used(self, depth: int, text: str, name: str) -> None:
+        """`line`, kept only if a later line of the function reads local `name` (e.g. the
+        source offset, which most chains need only on their error paths)."""
+        ...
+
+    def output_counter(self, owner: object,
+                       flush: Callable[[int, int | None], None]) -> tuple[str, str] | None:
+        """Locals (count, last timestamp) for `owner`'s outputs in a run handler: the code
+        adds 1 to count and sets the timestamp per output, and `flush(count, last_ts)` runs
+        once when the run ends, however it ends. None in a per-record function: count there."""
+        ...
+
+    def note_source_key(self, fast: Any, raw: str, decoded: str) -> None:
+        """Local `decoded` holds `fast(raw)` for the source record's key bytes `raw` (both
+        None for a null key or a key decoded another way); valid in the whole function."""
+        ...
+
+    def source_key_bytes(self, fast: Any) -> tuple[str, str] | None:
+        """(decoded, raw) when `fast` (a serdes._fast serializer) gives back exactly the bytes
+        the source's key decoder read, else None. Generated code must check that the key it
+        encodes `is` decoded (str is immutable: the same object has the same bytes)."""
         ...
 
     def assign_change(self, depth: int, change: str, old: str, new: str) -> None:

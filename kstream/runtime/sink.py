@@ -63,7 +63,8 @@ class SinkOp(Processor, Fusable):
     # raises, the serde itself runs, so results and errors are the serde's. Right after a fused
     # aggregation (and to_stream), the value's and key's bytes are those the store just wrote
     # with the same codec, reused when the value is that very object (the key is not rebound
-    # in between: the note holds only while no line follows).
+    # in between: the note holds only while no line follows). A str key that is still the
+    # object the source decoded (UTF-8 both ways) goes out as the bytes it came in with.
     def can_fuse(self) -> bool:
         return self._static_topic is not None and self._partitioner is None
 
@@ -74,10 +75,15 @@ class SinkOp(Processor, Fusable):
         kfast = fast_serializer(effective(self._key_serde))
         vfast = fast_serializer(effective(self._value_serde))
         key_bytes = None if kfast is None else em.known_key_bytes(kfast)
+        source_key = None if kfast is None else em.source_key_bytes(kfast)
+        known_key: tuple[str, str] | None = None
+        if key_bytes is not None:  # the store's write just encoded it
+            known_key = (f"{key_bytes} is not None", key_bytes)
+        elif source_key is not None:  # the record came with these bytes
+            known_key = (f"key is {source_key[0]}", source_key[1])
         known_value = None if vfast is None else em.known_encoding(vfast)
         kb = _emit_serialize(em, depth, "key", self._key_serde, self._serialize_key, kctx,
-                             None if key_bytes is None else (f"{key_bytes} is not None",
-                                                             key_bytes))
+                             known_key)
         vb = _emit_serialize(em, depth, "value", self._value_serde, self._serialize_value, vctx,
                              None if known_value is None else (f"value is {known_value[0]}",
                                                                known_value[1]))

@@ -25,7 +25,13 @@ from kstream.errors import (
 )
 from kstream.processor import Processor, ProcessorContext, PunctuationType
 from kstream.record import Record
-from kstream.runtime.fusion import Chain, compile_record_entry, compile_source, fusable
+from kstream.runtime.fusion import (
+    Chain,
+    RunHandler,
+    compile_record_entry,
+    compile_source,
+    fusable,
+)
 from kstream.runtime.operator import Emitter
 from kstream.runtime.punctuation import PunctuationSchedule, Punctuator
 from kstream.runtime.shared_values import checked_child
@@ -109,7 +115,7 @@ class Task:
         self._store_users: dict[str, set[str]] = {}
         self.punctuation = PunctuationSchedule()
         self._processors: dict[str, Processor] = {}
-        self._handlers: dict[str, Callable[[Message], None]] = {}
+        self._handlers: dict[str, RunHandler] = {}
         self._build(topology)
 
     # -- construction --------------------------------------------------------------------------
@@ -150,7 +156,8 @@ class Task:
                     self._handlers[topic] = self._fused_source(topology, source, topic)
                 else:
                     chain = self._chain(topology, source, topic)
-                    self._handlers[topic] = self._source_handler(source, topic, chain)
+                    self._handlers[topic] = _run_of(self._source_handler(source, topic, chain),
+                                                    topic, self.partition)
 
     def _entry(self, topology: Topology, node: str) -> Callable[[Record], None]:
         """How a parent hands a record to `node`: a fused chain when it starts there."""
@@ -178,53 +185,69 @@ class Task:
         return unfused
 
     def _fused_source(self, topology: Topology, source: SourceNode,
-                      topic: str) -> Callable[[Message], None]:
-        """`_source_handler` around the fused chain, generated as one function: the same
-        decode, timestamp checks, errors, stream time and punctuation, in the same order, with
-        the chain's lines inline (one Python call per record fewer). A dropped record still
+                      topic: str) -> RunHandler:
+        """`_run_of(_source_handler)` around the fused chain, generated as one function: the
+        same decode, timestamp checks, errors, stream time and punctuation, in the same order,
+        with the chain's lines inline (no Python call per record). A dropped record still
         checks punctuation, as after the chain returns in `_source_handler`."""
         dec = _SourceDecoding(source, topic, self.partition)
 
         def prologue(em: Emitter) -> None:
-            em.line(1, "try:")
+            d = 3  # inside the run's loop (compile_source)
+            key_raw = None
+            em.line(d, "try:")
             for name, fast, de, ctx in (("key", dec.key_fast, dec.key_de, dec.key_ctx),
                                         ("value", dec.value_fast, dec.value_de, dec.value_ctx)):
-                em.line(2, f"{name} = msg.{name}()")
                 if fast is None:
-                    em.line(2, f"{name} = {em.bind(de, 'de')}({name}, {em.bind(ctx, 'dctx')})")
+                    em.line(d + 1, f"{name} = {em.bind(de, 'de')}(msg.{name}(), "
+                                   f"{em.bind(ctx, 'dctx')})")
+                elif name == "key":
+                    # Kept with its raw bytes: a sink with the inverse codec reuses them.
+                    key_raw, key_in = em.local("kraw"), em.local("kin")
+                    em.line(d + 1, f"{key_raw} = msg.key()")
+                    em.line(d + 1, f"key = {key_in} = None if {key_raw} is None else "
+                                   f"{em.bind(fast, 'defast')}({key_raw})")
+                    em.note_source_key(fast, key_raw, key_in)
                 else:
-                    em.line(2, f"if {name} is not None: {name} = {em.bind(fast, 'defast')}"
-                               f"({name})")
-            em.line(1, "except Exception as exc:")
-            em.line(2, f"key, value = {em.bind(dec.redo, 'redo')}(msg, exc)")
-            em.line(1, "headers = msg.headers()")
-            em.line(1, "ts = msg.timestamp()[1]")
-            em.line(1, "offset = msg.offset()")
+                    em.line(d + 1, f"{name} = msg.{name}()")
+                    em.line(d + 1, f"if {name} is not None: {name} = {em.bind(fast, 'defast')}"
+                                   f"({name})")
+            em.line(d, "except Exception as exc:")
+            em.line(d + 1, f"key, value = {em.bind(dec.redo, 'redo')}(msg, exc)")
+            if key_raw is not None:
+                em.line(d + 1, f"{key_raw} = {key_in} = None")  # not this record's: no reuse
+            em.line(d, "headers = msg.headers()")
+            em.line(d, "ts = msg.timestamp()[1]")
+            # Most chains read the offset only when a record fails (as msg.offset() below).
+            em.line_if_used(d, "offset = msg.offset()", "offset")
             ts_error = em.bind(dec.timestamp_error, "tserr")
             if source.timestamp_extractor is not None:
                 extract = em.bind(source.timestamp_extractor, "extract")
-                em.line(1, "try:")
-                em.line(2, f"ts = int({extract}(Record(key, value, ts, headers, TOPIC, "
-                           f"PARTITION, {em.bind(_off, 'off')}(offset)), TASK.stream_time))")
-                em.line(1, "except Exception as exc:")
-                em.line(2, f"raise {ts_error}(offset, exc) from exc")
-            em.line(1, "if ts < 0:")
-            em.line(2, f'raise {ts_error}(offset, ValueError(f"invalid timestamp {{ts}}"))')
-            em.line(1, "if ts > TASK.stream_time:")
-            em.line(2, "TASK.stream_time = ts")
-            em.line(1, "try:")
+                em.line(d, "try:")
+                em.line(d + 1, f"ts = int({extract}(Record(key, value, ts, headers, TOPIC, "
+                               f"PARTITION, {em.bind(_off, 'off')}(msg.offset())), "
+                               "TASK.stream_time))")
+                em.line(d, "except Exception as exc:")
+                em.line(d + 1, f"raise {ts_error}(msg.offset(), exc) from exc")
+            em.line(d, "if ts < 0:")
+            em.line(d + 1, f'raise {ts_error}(msg.offset(), '
+                           f'ValueError(f"invalid timestamp {{ts}}"))')
+            em.line(d, "if ts > TASK.stream_time:")
+            em.line(d + 1, "TASK.stream_time = ts")
+            em.line(d, "try:")
 
         def epilogue(em: Emitter) -> None:
-            em.line(1, f"except {em.bind(KStreamError, 'KStreamError')}:")
-            em.line(2, "raise")
-            em.line(1, "except Exception as exc:")
-            em.line(2, f"raise {em.bind(_process_error, 'procerr')}(exc, TOPIC, PARTITION, "
-                       f"{em.bind(_off, 'off')}(offset)) from exc")
-            em.line(1, _PUNCTUATE_IF_DUE)
+            d = 3
+            em.line(d, f"except {em.bind(KStreamError, 'KStreamError')}:")
+            em.line(d + 1, "raise")
+            em.line(d, "except Exception as exc:")
+            em.line(d + 1, f"raise {em.bind(_process_error, 'procerr')}(exc, TOPIC, PARTITION, "
+                           f"{em.bind(_off, 'off')}(msg.offset())) from exc")
+            em.line(d, _PUNCTUATE_IF_DUE)
 
         return compile_source(
             topology, topology.children[source.name], self._processors, topic, self.partition,
-            prologue=prologue, epilogue=epilogue, skip=f"return {_PUNCTUATE_EXPR}",
+            prologue=prologue, epilogue=epilogue, skip=f"{_PUNCTUATE_EXPR}; continue",
             env={"TASK": self, "SCHED": self.punctuation},
             check_shared_values=self.check_shared_values)
 
@@ -276,10 +299,20 @@ class Task:
     # -- processing ----------------------------------------------------------------------------
     def process(self, msg: Message) -> None:
         """Run one input record through the sub-topology. Raises RecordError naming the record."""
-        self._handlers[msg.topic()](msg)
+        self._handlers[msg.topic()]([msg], 0)
+
+    def run_handler(self, topic: str) -> RunHandler:
+        """What the engine calls per run of a batch: `run(msgs, i) -> next index`."""
+        return self._handlers[topic]
 
     def handler(self, topic: str) -> Callable[[Message], None]:
-        return self._handlers[topic]
+        """One record at a time (the TopologyTestDriver, a replay): a run of one."""
+        run = self._handlers[topic]
+
+        def one(msg: Message) -> None:
+            run([msg], 0)
+
+        return one
 
     def schedule(self, interval_ms: int, kind: PunctuationType,
                  callback: Callable[[int], None]) -> Punctuator:
@@ -422,6 +455,28 @@ def _process_error(exc: Exception, topic: str, partition: int, offset: int) -> K
         return InternalError(f"kstream failed at {where} while processing {topic}[{partition}]"
                              f"@{offset}: {type(exc).__name__}: {exc}")
     return RecordError(STAGE_PROCESS, topic, partition, offset, exc)
+
+
+def _run_of(handle: Callable[[Message], None], topic: str, partition: int) -> RunHandler:
+    """The unfused form of a generated run handler (see compile_source): same loop, same
+    stop conditions, the failed record's index on the RecordError."""
+
+    def run(msgs: list[Any], i: int) -> int:
+        end = len(msgs)
+        try:
+            while i < end:
+                msg = msgs[i]
+                if (msg.error() is not None or msg.partition() != partition
+                        or msg.topic() != topic):
+                    break
+                i += 1
+                handle(msg)
+        except RecordError as err:
+            err.batch_index = i - 1
+            raise
+        return i
+
+    return run
 
 
 def _off(offset: int | None) -> int:
