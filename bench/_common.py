@@ -321,3 +321,24 @@ class _Counters:
         if name in ("records_in", "records_out"):
             return int(getattr(engine.stats, name))
         return int(self._app.stats.get(name, default))
+
+
+def engine_batches(tasks: dict[int, Any], topic: str, msgs: list[Any], batch_size: int = 1000,
+                   after_batch: Callable[[int], None] | None = None) -> None:
+    """Hand `msgs` to the tasks (by partition) as kstream.runtime.engine's `_process_run`
+    does: in batches, each run of one partition's records to its task's run handler.
+    `after_batch(records so far)` runs after each batch (e.g. a commit every N records)."""
+    handlers = {p: task.run_handler(topic) for p, task in tasks.items()}
+    done = 0
+    for start in range(0, len(msgs), batch_size):
+        batch = msgs[start:start + batch_size]
+        i, end = 0, len(batch)
+        while i < end:
+            msg = batch[i]
+            if msg.error() is not None:
+                i += 1
+                continue
+            i = handlers[msg.partition()](batch, i)
+        done += len(batch)
+        if after_batch is not None:
+            after_batch(done)

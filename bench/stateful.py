@@ -59,6 +59,7 @@ from _common import (  # noqa: E402
     bootstrap,
     create_topics,
     create_topics_with_config,
+    engine_batches,
     machine_note,
     median,
     peak_rss_mb,
@@ -360,18 +361,22 @@ def micro(servers: str, inp: str, count: int, commit_every: int) -> list[tuple[s
         sub = topology.subtopologies()[0]
         collector = NullCollector()
         root = Path(tempfile.mkdtemp(prefix="kstream-bench-micro-"))
-        task = build_task(app.config.application_id, topology, sub, 0, collector, root)
-        handler = task.handler(inp)
+        by_partition = {p: build_task(app.config.application_id, topology, sub, p, collector,
+                                      root) for p in {m.partition() for m in msgs}}
+        task = by_partition[min(by_partition)]
         tasks[variant_name(backend, emit)] = task
 
-        def ks_work(handler: Any = handler, task: Any = task) -> None:
-            for i, msg in enumerate(msgs):
-                handler(msg)
-                if i % commit_every == 0:
+        def ks_work(by_partition: dict[int, Any] = by_partition) -> None:
+            def commit() -> None:
+                for task in by_partition.values():
                     task.prepare_commit()
                     task.after_commit()
-            task.prepare_commit()
-            task.after_commit()
+
+            # commit_every is a multiple of the batch size (1000): a commit after such batches.
+            engine_batches(by_partition, inp, msgs,
+                           after_batch=lambda done: commit() if done % commit_every == 0
+                           else None)
+            commit()
 
         rows.append((f"KSTREAM task handler, {variant_name(backend, emit)}, commit every "
                      f"{commit_every} (null collector)", t(ks_work)))

@@ -42,6 +42,7 @@ from _common import (  # noqa: E402
     bootstrap,
     count_topic,
     create_topics,
+    engine_batches,
     machine_note,
     median,
     peak_rss_mb,
@@ -253,9 +254,9 @@ def micro(servers: str, inp: str, n: int) -> list[tuple[str, float]]:
         app = build_app(servers, inp, "sink", EOS, state_dir)
         topo = app.topology
         sub = topo.subtopologies()[0]
-        task = build_task("micro", topo, sub, 0, NullCollector(), Path(state_dir))  # type: ignore[arg-type]
-    handler = task.handler(inp)
-    handlers = {inp: {p: handler for p in {m.partition() for m in msgs}}}
+        tasks = {p: build_task("micro", topo, sub, p, NullCollector(),  # type: ignore[arg-type]
+                               Path(state_dir)) for p in {m.partition() for m in msgs}}
+    task = next(iter(tasks.values()))
     out = unique("micro-out")
     create_topics(servers, [out], 4)
     loads, dumps = orjson.loads, orjson.dumps
@@ -302,8 +303,6 @@ def micro(servers: str, inp: str, n: int) -> list[tuple[str, float]]:
     rows.append(("Record(...) construction",
                  t(lambda: [Record(k, v, 1, None, inp, 0, 1)
                             for k, v in zip(keys, values, strict=True)]) - loop))
-    rows.append(("engine dispatch: handlers[topic][partition]",
-                 t(lambda: [handlers.get(m.topic()).get(m.partition()) for m in msgs]) - loop))
     rows.append(("punctuation.stream_time_due()",
                  t(lambda: [task.punctuation.stream_time_due(5) for m in msgs]) - loop))
     rows.append(("stats.records_out += 1 (dataclass attr)",
@@ -318,12 +317,8 @@ def micro(servers: str, inp: str, n: int) -> list[tuple[str, float]]:
                 discard((out, dumps({"id": v["id"], "user": v["user"],
                                      "amount_cents": v["amount"] * 100}), msg.key()))
 
-    def kstream_work() -> None:  # the engine's dispatch + the task's handler
-        for msg in msgs:
-            if msg.error() is not None:
-                continue
-            by_partition = handlers.get(msg.topic())
-            by_partition.get(msg.partition())(msg)
+    def kstream_work() -> None:  # the engine's dispatch + the tasks' run handlers
+        engine_batches(tasks, inp, msgs)
 
     predicate = lambda k, v: v["amount"] >= MIN_AMOUNT  # noqa: E731 - as the user wrote it
     mapper = lambda v: {"id": v["id"], "user": v["user"],  # noqa: E731

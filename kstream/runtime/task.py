@@ -310,7 +310,9 @@ class Task:
         run = self._handlers[topic]
 
         def one(msg: Message) -> None:
-            run([msg], 0)
+            if run([msg], 0) != 1:
+                raise InternalError(f"{msg.topic()}[{msg.partition()}] is not task "
+                                    f"{self.task_id}'s or not a record")
 
         return one
 
