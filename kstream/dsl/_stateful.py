@@ -89,7 +89,7 @@ class AggregateOp(Processor, Fusable):
         skip_fn = em.bind(self._skip_record, "skipagg")
         em.line(depth, "if key is None or value is None:")
         em.line(depth + 1, f"{skip_fn}(Record(key, value, ts, headers, TOPIC, PARTITION, "
-                           f"offset)); {skip}")
+                           f"{em.offset})); {skip}")
         aget = em.bind(self._get, "aget")
         cache = getattr(self._store, "str_key_cache", None)
         if cache is None:
@@ -117,7 +117,7 @@ class AggregateOp(Processor, Fusable):
             em.line(depth, f"{earlier} = {pending}.get(key)")
             em.line(depth, f"{pending}[key] = Record(key, {em.bind(Change, 'Change')}({old} if "
                            f"{earlier} is None else {earlier}.value.old, {agg}), ts, headers, "
-                           f"TOPIC, PARTITION, offset)")
+                           f"TOPIC, PARTITION, {em.offset})")
             em.line(depth, skip)
             return FuseResult(depth, skip, children_elsewhere=True)
         em.assign_change(depth, em.bind(Change, "Change"), old, agg)

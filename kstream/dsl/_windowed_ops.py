@@ -258,7 +258,8 @@ class TimeWindowAggregateOp(_WindowedAggregate, Fusable):
         op, task = em.bind(self, "wop"), em.bind(self._task, "wtask")
         size, grace = em.bind(self._size, "wsize"), em.bind(self._grace, "wgrace")
         st, start, ck, entry, agg = (em.local(p) for p in ("st", "start", "ck", "entry", "agg"))
-        slow = f"{op}.process(Record(key, value, ts, headers, TOPIC, PARTITION, offset)); {skip}"
+        slow = (f"{op}.process(Record(key, value, ts, headers, TOPIC, PARTITION, {em.offset}));"
+                f" {skip}")
         em.line(depth, f"{st} = {task}.stream_time")
         em.line(depth, f"{start} = ts - ts % {size}")
         em.line(depth, f"if (key is None or value is None or {start} + {size} <= {st} - {grace}"

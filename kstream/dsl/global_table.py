@@ -89,7 +89,7 @@ class GlobalTableJoinOp(_Operator, Fusable):
         sel, get = em.bind(self._selector, "gsel"), em.bind(self._get, "gget")
         joiner, skipped = em.bind(self._joiner, "gjoin"), em.bind(self._skipped, "gskip")
         lookup, other = em.local("glk"), em.local("gother")
-        where = "ts, headers, offset, TOPIC, PARTITION"
+        where = f"ts, headers, {em.offset}, TOPIC, PARTITION"
         em.line(depth, "if value is None:")
         em.line(depth + 1, f"{skipped}({SKIP_NULL_VALUE!r}, key, value, {where})")
         em.line(depth + 1, skip)

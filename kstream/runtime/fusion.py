@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import itertools
 import linecache
-import re
 import weakref
 from collections.abc import Callable
 from typing import Any, TypeGuard
@@ -54,7 +53,7 @@ class _Emitter:
         self.check_shared_values = False  # fan-outs wrap children (TopologyTestDriver)
         self.in_run = False  # generating a run handler: outputs are counted in locals
         self.counters: dict[int, tuple[str, str, str]] = {}  # id(owner): count, last ts, flush
-        self._if_used: list[tuple[int, str]] = []  # (line index, local name): line_if_used
+        self.offset = "offset"  # the record's offset: a local, or in a source handler a call
         self._source_key: tuple[Any, str, str] | None = None  # (fast decoder, raw, decoded)
 
     def bind(self, value: Any, prefix: str) -> str:
@@ -69,20 +68,6 @@ class _Emitter:
 
     def line(self, depth: int, text: str) -> None:
         self.lines.append("    " * depth + text)
-
-    def line_if_used(self, depth: int, text: str, name: str) -> None:
-        self._if_used.append((len(self.lines), name))
-        self.line(depth, text)
-
-    def drop_unused_lines(self) -> None:
-        """Blank each `line_if_used` line whose local no later line reads. A use is the name
-        not preceded by a letter, digit, `_` or `.` (`msg.offset()` is not a use of
-        `offset`): over-matching keeps a line, it never drops a needed one."""
-        for index, name in self._if_used:
-            used = re.compile(rf"(?<![\w.]){re.escape(name)}\b")
-            if not any(used.search(text) for text in self.lines[index + 1:]):
-                self.lines[index] = ""
-        self._if_used = []
 
     def output_counter(self, owner: object,
                        flush: Callable[[int, int | None], None]) -> tuple[str, str] | None:
@@ -162,6 +147,7 @@ def compile_source(topology: Topology, first_children: list[str],
     em.env.update(env)
     em.check_shared_values = check_shared_values
     em.in_run = True
+    em.offset = "msg.offset()"  # most records never need it: read where used
     em.line(0, "def handle_run(msgs, i):")
     em.line(1, "end = len(msgs)")
     counters_at = len(em.lines)
@@ -178,7 +164,6 @@ def compile_source(topology: Topology, first_children: list[str],
     em.line(1, f"except {em.bind(RecordError, 'RecordError')} as err:")
     em.line(2, "err.batch_index = i - 1")
     em.line(2, "raise")
-    em.drop_unused_lines()  # before the counters' lines shift the indices it keeps
     if em.counters:
         em.line(1, "finally:")
         for count, last, flush in em.counters.values():
@@ -211,7 +196,6 @@ def _compile(em: _Emitter, function: str, label: str) -> Callable[..., Any]:
     generated code show its lines; the entry goes when the code object does (mtime None:
     linecache.checkcache keeps it, as it has no file to compare with).
     """
-    em.drop_unused_lines()
     source = "\n".join(em.lines) + "\n"
     filename = f"<kstream fused {label}#{next(_serial)}>"
     namespace = dict(em.env)
@@ -236,7 +220,7 @@ def _emit_children(em: _Emitter, topology: Topology, children: list[str],
             target = checked_child(target, child)
         proc = em.bind(target, "proc")
         own = "headers" if i == len(children) - 1 else "None if headers is None else list(headers)"
-        em.line(depth, f"{proc}(Record(key, value, ts, {own}, TOPIC, PARTITION, offset))")
+        em.line(depth, f"{proc}(Record(key, value, ts, {own}, TOPIC, PARTITION, {em.offset}))")
 
 
 def _emit_node(em: _Emitter, topology: Topology, name: str, processors: dict[str, Processor],
@@ -246,7 +230,8 @@ def _emit_node(em: _Emitter, topology: Topology, name: str, processors: dict[str
         # Hand over a Record; the processor runs as usual from here on. Inside a flat_map
         # loop `headers` is already this record's own copy (see FlatMapOp.fuse).
         proc = em.bind(op.process, "proc")
-        em.line(depth, f"{proc}(Record(key, value, ts, headers, TOPIC, PARTITION, offset))")
+        em.line(depth, f"{proc}(Record(key, value, ts, headers, TOPIC, PARTITION, "
+                       f"{em.offset}))")
         return
     inner = op.fuse(em, depth, skip)
     kids = topology.children[name]

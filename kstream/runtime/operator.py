@@ -6,8 +6,9 @@ graph and asks each processor for its fused lines through this interface; it nev
 DSL classes or their fields (the runtime never imports the DSL).
 
 The generated function keeps the current record in these locals, which `fuse` reads and
-rebinds: `key`, `value`, `ts` (timestamp), `headers` (the record's list or None), `offset`
-(read from the message only if a line uses it), `TOPIC`, `PARTITION`; `Record` is in
+rebinds: `key`, `value`, `ts` (timestamp), `headers` (the record's list or None), `TOPIC`,
+`PARTITION`; the record's offset is the expression `Emitter.offset` (a source handler reads it
+from the message only where a line needs it, mostly on error paths); `Record` is in
 scope for handing a record to a non-fused processor.
 """
 
@@ -21,6 +22,9 @@ from typing import Any, NamedTuple, Protocol
 class Emitter(Protocol):
     """The function being generated; `kstream.runtime.fusion` implements it."""
 
+    offset: str
+    """The current record's offset as an expression (not a local: most records never need it)."""
+
     def bind(self, value: Any, prefix: str) -> str:
         """A fresh global name of the generated code that refers to `value`."""
         ...
@@ -31,11 +35,6 @@ class Emitter(Protocol):
 
     def line(self, depth: int, text: str) -> None:
         """Append one line of code, indented `depth` levels."""
-        ...
-
-    def line_if_used(self, depth: int, text: str, name: str) -> None:
-        """`line`, kept only if a later line of the function reads local `name` (e.g. the
-        source offset, which most chains need only on their error paths)."""
         ...
 
     def output_counter(self, owner: object,

@@ -218,8 +218,6 @@ class Task:
                 em.line(d + 1, f"{key_raw} = {key_in} = None")  # not this record's: no reuse
             em.line(d, "headers = msg.headers()")
             em.line(d, "ts = msg.timestamp()[1]")
-            # Most chains read the offset only when a record fails (as msg.offset() below).
-            em.line_if_used(d, "offset = msg.offset()", "offset")
             ts_error = em.bind(dec.timestamp_error, "tserr")
             if source.timestamp_extractor is not None:
                 extract = em.bind(source.timestamp_extractor, "extract")

@@ -170,5 +170,5 @@ def test_a_processor_after_the_fused_part_gets_the_source_offset(fusion: bool) -
 def test_a_fused_chain_that_never_needs_the_offset_does_not_read_it() -> None:
     task, _producer, _stats = _task(_upper_pipeline(), True)
     source: str = task.run_handler("in").__kstream_source__  # type: ignore[attr-defined]
-    assert "offset = msg.offset()" not in source
+    assert "offset =" not in source
     assert "msg.offset()" in source  # the error paths still name it
