@@ -190,7 +190,8 @@ def compile_record_entry(topology: Topology, node: str,
 
 
 def _compile(em: _Emitter, function: str, label: str) -> Callable[..., Any]:
-    """Close the generated function and build it; its source stays readable on the result.
+    """Build the generated function (its caller wrote the last line); its source stays
+    readable on the result.
 
     The source is registered with linecache under a unique name, so tracebacks through
     generated code show its lines; the entry goes when the code object does (mtime None:
