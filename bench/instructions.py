@@ -7,8 +7,10 @@ record (start-up, imports and warm-up cancel out). No broker: the Messages of
 `bench/handlers.py` go in batches of 1,000 through the task's run handler as the engine hands
 them over (a checkout from before run handlers: through a copy of the engine's old per-record
 dispatch loop), into the engine's collector over a producer that drops everything, with a
-commit every 2,000 records. The raw loop's body (loads, filter, map, dumps, produce into a
-no-op) is the `raw` row. Needs valgrind on PATH; takes about a minute per row.
+commit every 2,000 records (so stateful rows include their commits' share); the garbage
+collector is off while measuring and the hash seed fixed, so counts repeat. The raw loop's
+body (loads, filter, map, dumps, produce into a no-op) is the `raw` row. Needs valgrind on
+PATH; takes about a minute per row.
 
     PYTHONPATH=. python bench/instructions.py [--rows stateless,raw,windowed,count,count-memory]
 """
@@ -16,6 +18,8 @@ no-op) is the `raw` row. Needs valgrind on PATH; takes about a minute per row.
 from __future__ import annotations
 
 import argparse
+import gc
+import os
 import re
 import subprocess
 import sys
@@ -110,6 +114,9 @@ def inner(row: str, measured: int, most: int) -> None:
     msgs = handlers.messages("inp", kind)[:WARMUP + measured]
     batch, commit = _raw_path() if row == "raw" else _task_path(row)
     for start in range(0, len(msgs), BATCH):
+        if start == WARMUP:
+            gc.collect()
+            gc.disable()  # a collection's cost depends on what else lives, not on the record
         batch(msgs[start:start + BATCH])
         if (start + BATCH) % COMMIT_EVERY == 0:
             commit()
@@ -119,10 +126,11 @@ def inner(row: str, measured: int, most: int) -> None:
 def count(row: str, measured: int, most: int) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "callgrind.out"
+        # A fixed hash seed: dict and set layouts, and so instruction counts, repeat exactly.
         subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}.%p",
                         sys.executable, __file__, "--inner", row, "--measured",
                         str(measured), "--most", str(most)], check=True,
-                       stdout=subprocess.DEVNULL,
+                       env={**os.environ, "PYTHONHASHSEED": "0"}, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL)
         totals = [int(m.group(1)) for f in Path(tmp).glob("callgrind.out.*")
                   for m in [re.search(r"^(?:summary|totals): (\d+)", f.read_text(), re.M)]

@@ -293,11 +293,12 @@ class TimestampedKeyValueStore(KeyValueStore):
 
         Why: the call crosses five Python functions per record (put, _encode, _entry, the
         buffer's set, _cached_write), about half an aggregation's handler. For a str key and
-        a value both with C codecs, the same steps run inline: encode value then key, buffer
-        the entry, update the read cache exactly as `_cached_write` would (eviction: the
-        call). Anything else (a codec refusing, a None value, the round-trip check on) takes
-        the call, so results and errors stay the method's. A subclass may override the
-        method: then always the call."""
+        a value both with C codecs, the same steps run inline: encode value then key (the
+        input's own bytes while the key is the source's decoded object), buffer the entry,
+        update the read cache exactly as `_cached_write` would (eviction: the call).
+        Anything else (a codec refusing, a None value, the round-trip check on) takes the
+        call, so results and errors stay the method's. A subclass may override the method:
+        then always the call."""
         put = em.bind(self.put_with_timestamp, "aput")
         stored, key_bytes = em.local("stored"), em.local("kbytes")
         if (type(self) is not TimestampedKeyValueStore or self._fast_value is None
@@ -311,7 +312,11 @@ class TimestampedKeyValueStore(KeyValueStore):
                        f"and not {store}.check_round_trip:")
         em.line(depth + 1, "try:")
         em.line(depth + 2, f"{stored} = {em.bind(self._fast_value, 'vfast')}({value})")
-        em.line(depth + 2, f"{key_bytes} = {em.bind(self._fast_key, 'kfast')}(key)")
+        encode_key = f"{em.bind(self._fast_key, 'kfast')}(key)"
+        source_key = em.source_key_bytes(self._fast_key)  # (decoded, raw) of the input's key
+        if source_key is not None:
+            encode_key = f"{source_key[1]} if key is {source_key[0]} else {encode_key}"
+        em.line(depth + 2, f"{key_bytes} = {encode_key}")
         em.line(depth + 1, "except Exception:")
         em.line(depth + 2, f"{key_bytes} = None")
         em.line(depth, f"if {key_bytes} is None:")
