@@ -88,6 +88,10 @@ class Engine:
         self.meters = EngineMeters()  # per-partition counts, latencies (kstream.metrics)
         self.subtopologies = topology.subtopologies()
         self._sub_of_topic = {t: s for s in self.subtopologies for t in s.source_topics}
+        # One subscribed topic (a name: librdkafka reads "^..." as a pattern): no other
+        # topic's records in any batch, so tasks' run handlers need not check the topic.
+        topics = self.topology.source_topics
+        self._sole_topic = len(topics) == 1 and not topics[0].startswith("^")
         # Tasks of sub-topologies with several source topics see records in timestamp order.
         self._ordered = config.timestamp_ordering and any(
             len(s.source_topics) > 1 for s in self.subtopologies)
@@ -841,7 +845,8 @@ class Engine:
         return build_task(self.config.application_id, self.topology,
                           self.subtopologies[sub_index], partition, self.collector,
                           self.identity.directory, fusion=self.config.fusion,
-                          global_stores=None if self.globals is None else self.globals.stores)
+                          global_stores=None if self.globals is None else self.globals.stores,
+                          sole_topic=self._sole_topic)
 
     def _retire(self, task: Task) -> None:
         self.queries.withdraw()  # no query reads a store from here on

@@ -133,12 +133,13 @@ def compile_source(topology: Topology, first_children: list[str],
                    processors: dict[str, Processor], topic: str, partition: int, *,
                    prologue: Callable[[Emitter], None], skip: str,
                    epilogue: Callable[[Emitter], None], env: dict[str, Any],
-                   check_shared_values: bool = False) -> RunHandler:
+                   check_shared_values: bool = False, check_topic: bool = True) -> RunHandler:
     """Generate a whole source handler, a `RunHandler` looping over a run of the batch: per
     record the task's `prologue` lines (at depth 3, with `msg`; they leave key, value, ts and
     headers in locals and open a block at depth 4), the fused chain inlined there with `skip`
     (a statement ending in `continue`) for dropped records, then the task's `epilogue` (depth
-    3). `env`: fixed global names they use.
+    3). `env`: fixed global names they use. `check_topic=False` when no other topic can be in
+    the batch (the consumer reads only this one).
 
     Invariants: `i` is past the current record before any line that can raise, so a
     RecordError names `i - 1`; output counts kept in locals (`output_counter`) reach their
@@ -154,8 +155,8 @@ def compile_source(topology: Topology, first_children: list[str],
     em.line(1, "try:")
     em.line(2, "while i < end:")
     em.line(3, "msg = msgs[i]")
-    em.line(3, "if msg.error() is not None or msg.partition() != PARTITION "
-               "or msg.topic() != TOPIC:")
+    topic_check = " or msg.topic() != TOPIC" if check_topic else ""
+    em.line(3, f"if msg.error() is not None or msg.partition() != PARTITION{topic_check}:")
     em.line(4, "break")
     em.line(3, "i += 1")
     prologue(em)

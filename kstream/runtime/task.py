@@ -93,8 +93,11 @@ class Task:
                  collector: RecordCollector, stores: dict[str, Any] | None = None,
                  clock: Callable[[], int] | None = None, *, fusion: bool = True,
                  check_shared_values: bool = False,
-                 global_stores: dict[str, Any] | None = None) -> None:
+                 global_stores: dict[str, Any] | None = None, sole_topic: bool = False) -> None:
         self.application_id = application_id
+        # The engine's consumer reads this task's one topic and no other: a run of the batch
+        # ends only where the partition changes, so fused run handlers skip the topic check.
+        self._sole_topic = sole_topic
         # The instance's global stores (kstream.state.global_store): shared by every task,
         # read-only, readable by every processor without connecting them.
         self.global_stores: dict[str, Any] = global_stores or {}
@@ -247,7 +250,7 @@ class Task:
             topology, topology.children[source.name], self._processors, topic, self.partition,
             prologue=prologue, epilogue=epilogue, skip=f"{_PUNCTUATE_EXPR}; continue",
             env={"TASK": self, "SCHED": self.punctuation},
-            check_shared_values=self.check_shared_values)
+            check_shared_values=self.check_shared_values, check_topic=not self._sole_topic)
 
     def _source_handler(self, source: SourceNode, topic: str,
                         chain: Chain) -> Callable[[Message], None]:
@@ -518,7 +521,7 @@ def build_task(application_id: str, topology: Topology, sub: SubTopology, partit
                collector: RecordCollector, state_root: Path,
                clock: Callable[[], int] | None = None, *, fusion: bool = True,
                check_shared_values: bool = False,
-               global_stores: dict[str, Any] | None = None) -> Task:
+               global_stores: dict[str, Any] | None = None, sole_topic: bool = False) -> Task:
     """Create a task and its stores; the engine and the TopologyTestDriver both come here.
 
     Each store builder makes the task's instance under `<state_root>/<task_id>/`, logging to
@@ -531,5 +534,5 @@ def build_task(application_id: str, topology: Topology, sub: SubTopology, partit
         stores[name] = builder.build(state_root / task_id, partition,
                                      builder.changelog_topic(application_id))
     return Task(application_id, topology, sub, partition, collector, stores, clock,
-                fusion=fusion, check_shared_values=check_shared_values,
+                fusion=fusion, check_shared_values=check_shared_values, sole_topic=sole_topic,
                 global_stores=global_stores)

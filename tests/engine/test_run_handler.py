@@ -172,3 +172,17 @@ def test_a_fused_chain_that_never_needs_the_offset_does_not_read_it() -> None:
     source: str = task.run_handler("in").__kstream_source__  # type: ignore[attr-defined]
     assert "offset =" not in source
     assert "msg.offset()" in source  # the error paths still name it
+
+
+def test_a_task_of_the_only_subscribed_topic_ends_runs_at_another_partition() -> None:
+    topology = _upper_pipeline().build().bind("run-handler-test")
+    producer, stats = RecordingProducer(), EngineStats()
+    collector = KafkaRecordCollector(producer, stats, lambda _t: 1,  # type: ignore[arg-type]
+                                     transactional=True)
+    task = build_task("run-handler-test", topology, topology.subtopologies()[0], 0, collector,
+                      Path(tempfile.mkdtemp(prefix="kstream-run-")), sole_topic=True)
+    run = task.run_handler("in")
+    assert "msg.topic()" not in run.__kstream_source__  # type: ignore[attr-defined]
+    batch = [_msg(0, 0, b"a", b"x"), _msg(0, 1, b"b", b"y"), _msg(2, 0, b"c", b"z")]
+    assert run(batch, 0) == 2
+    assert [s[1] for s in producer.sent] == [b"a", b"b"]
