@@ -40,6 +40,9 @@ RunHandler = Callable[[list[Any], int], int]
 handler's topic-partition; return the index of the first one it did not take. A RecordError
 leaving it carries the failed record's index in `batch_index`."""
 
+RECORD_DEPTH = 3
+"""Indentation of a run handler's per-record lines (inside its try and while)."""
+
 _serial = itertools.count(1)
 
 
@@ -135,11 +138,11 @@ def compile_source(topology: Topology, first_children: list[str],
                    epilogue: Callable[[Emitter], None], env: dict[str, Any],
                    check_shared_values: bool = False, check_topic: bool = True) -> RunHandler:
     """Generate a whole source handler, a `RunHandler` looping over a run of the batch: per
-    record the task's `prologue` lines (at depth 3, with `msg`; they leave key, value, ts and
-    headers in locals and open a block at depth 4), the fused chain inlined there with `skip`
-    (a statement ending in `continue`) for dropped records, then the task's `epilogue` (depth
-    3). `env`: fixed global names they use. `check_topic=False` when no other topic can be in
-    the batch (the consumer reads only this one).
+    record the task's `prologue` lines (at RECORD_DEPTH, with `msg`; they leave key, value,
+    ts and headers in locals and open a block one deeper), the fused chain inlined there with
+    `skip` (a statement ending in `continue`) for dropped records, then the task's `epilogue`
+    (RECORD_DEPTH). `env`: fixed global names they use. `check_topic=False` when no other
+    topic can be in the batch (the consumer reads only this one).
 
     Invariants: `i` is past the current record before any line that can raise, so a
     RecordError names `i - 1`; output counts kept in locals (`output_counter`) reach their
@@ -154,13 +157,14 @@ def compile_source(topology: Topology, first_children: list[str],
     counters_at = len(em.lines)
     em.line(1, "try:")
     em.line(2, "while i < end:")
-    em.line(3, "msg = msgs[i]")
+    em.line(RECORD_DEPTH, "msg = msgs[i]")
     topic_check = " or msg.topic() != TOPIC" if check_topic else ""
-    em.line(3, f"if msg.error() is not None or msg.partition() != PARTITION{topic_check}:")
-    em.line(4, "break")
-    em.line(3, "i += 1")
+    em.line(RECORD_DEPTH, f"if msg.error() is not None or msg.partition() != PARTITION"
+                          f"{topic_check}:")
+    em.line(RECORD_DEPTH + 1, "break")
+    em.line(RECORD_DEPTH, "i += 1")
     prologue(em)
-    _emit_children(em, topology, first_children, processors, depth=4, skip=skip)
+    _emit_children(em, topology, first_children, processors, depth=RECORD_DEPTH + 1, skip=skip)
     epilogue(em)
     em.line(1, f"except {em.bind(RecordError, 'RecordError')} as err:")
     em.line(2, "err.batch_index = i - 1")

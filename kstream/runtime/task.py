@@ -26,6 +26,7 @@ from kstream.errors import (
 from kstream.processor import Processor, ProcessorContext, PunctuationType
 from kstream.record import Record
 from kstream.runtime.fusion import (
+    RECORD_DEPTH,
     Chain,
     RunHandler,
     compile_record_entry,
@@ -196,7 +197,7 @@ class Task:
         dec = _SourceDecoding(source, topic, self.partition)
 
         def prologue(em: Emitter) -> None:
-            d = 3  # inside the run's loop (compile_source)
+            d = RECORD_DEPTH  # inside the run's loop
             key_raw = None
             em.line(d, "try:")
             for name, fast, de, ctx in (("key", dec.key_fast, dec.key_de, dec.key_ctx),
@@ -238,7 +239,7 @@ class Task:
             em.line(d, "try:")
 
         def epilogue(em: Emitter) -> None:
-            d = 3
+            d = RECORD_DEPTH
             em.line(d, f"except {em.bind(KStreamError, 'KStreamError')}:")
             em.line(d + 1, "raise")
             em.line(d, "except Exception as exc:")
