@@ -126,16 +126,6 @@ class Engine:
         self.standbys: StandbyReplicas | None = None
         self.handover: HandOver | None = None  # exactly-once + static membership only
         self._held: list[TopicPartition] = []  # moved in, paused until the hand-over is done
-        # A rebalance callback can run inside consume() after librdkafka has put records in
-        # the batch it is building: the consumer's position then already counts records we
-        # have not processed. So a revoke commits what was processed (per partition, the
-        # offset after the last record taken, starting from the committed offset at
-        # assignment), and a batch during which a rebalance ran is dropped and its
-        # partitions sought back to their committed offsets (`_consume`). Otherwise a kept
-        # partition's records came twice (the stale copy and the refetch: duplicates under
-        # exactly-once) and a moved one's were committed unprocessed (lost).
-        self._processed: dict[tuple[str, int], int] = {}
-        self._rebalances = 0  # callbacks run so far
         self._next_standby_lag = 0.0
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -355,36 +345,18 @@ class Engine:
         """
         assert self.consumer is not None and self.committer is not None
         consumer, size = self.consumer, self.config.batch_size
-        rebalances = self._rebalances
         # confluent-kafka's stubs type headers as dict | list of str | bytes | None; a consumer
         # only ever delivers a list of (str, bytes) or None, as TaskMessage says.
         msgs: list[TaskMessage] = consumer.consume(size, 0)  # type: ignore[assignment]
-        if not msgs:
-            wait = self.config.poll_timeout_ms / 1000
-            if self.committer.dirty:
-                wait = max(0.0, min(wait, self._next_commit - time.monotonic()))
-            msgs = consumer.consume(1, wait)  # type: ignore[assignment]
-            if msgs and size > 1:
-                msgs.extend(consumer.consume(size - 1, 0))  # type: ignore[arg-type]
-        if self._rebalances != rebalances and msgs:
-            self._back_to_committed(len(msgs))  # see `_processed`
-            return []
+        if msgs:
+            return msgs
+        wait = self.config.poll_timeout_ms / 1000
+        if self.committer.dirty:
+            wait = max(0.0, min(wait, self._next_commit - time.monotonic()))
+        msgs = consumer.consume(1, wait)  # type: ignore[assignment]
+        if msgs and size > 1:
+            msgs.extend(consumer.consume(size - 1, 0))  # type: ignore[arg-type]
         return msgs
-
-    def _back_to_committed(self, dropped: int) -> None:
-        """Drop a batch that straddles a rebalance: every assigned partition reads again from
-        its committed offset (what the revoke committed is exactly what was processed)."""
-        assert self.consumer is not None
-        if self._assignment:
-            try:
-                committed = self.consumer.committed(self._assignment, timeout=10)
-                for tp in committed:
-                    if tp.offset >= 0:
-                        self.consumer.seek(TopicPartition(tp.topic, tp.partition, tp.offset))
-                        self._processed[(tp.topic, tp.partition)] = tp.offset
-            except KafkaException as exc:
-                raise kafka_failure(exc, "seek to committed offsets after a rebalance") from exc
-        log.info("event=batch_dropped_at_rebalance records=%d", dropped)
 
     def _process_run(self, msgs: list[TaskMessage], start: int) -> int:
         """Process msgs[start:]; return where to continue after a handled bad record."""
@@ -410,15 +382,11 @@ class Engine:
                 taken = handler(msgs, i)
                 if taken <= i:  # a handler takes at least the record it was handed
                     raise InternalError(f"the handler of {topic}[{partition}] took no record")
-                self._processed[(topic, partition)] = msgs[taken - 1].offset() + 1
                 i = taken
         except RecordError as err:
             self.meters.bad_record(err.stage)
             index = err.batch_index if err.batch_index >= 0 else i
-            if index > i:  # the run's records before the bad one were processed
-                self._processed[(topic, partition)] = msgs[index - 1].offset() + 1
             self._on_record_error(err, msgs, index)
-            self._processed[(topic, partition)] = msgs[index].offset() + 1  # dead-lettered
             return index + 1
         return end
 
@@ -439,7 +407,6 @@ class Engine:
                 continue
             try:
                 handler(msgs[i:i + 1], 0)
-                self._processed[(topic, partition)] = msg.offset() + 1
             except RecordError as err:
                 self._on_record_error(err, msgs, i)
                 return i + 1
@@ -700,8 +667,6 @@ class Engine:
             for tp in committed:
                 target = tp.offset if tp.offset >= 0 else reset
                 self.consumer.seek(TopicPartition(tp.topic, tp.partition, target))
-            self._processed = {(tp.topic, tp.partition): tp.offset for tp in committed
-                               if tp.offset >= 0}
         except KafkaException as exc:
             raise kafka_failure(exc, "rewind to committed offsets") from exc
         self._restore_stream_times(committed)
@@ -725,8 +690,6 @@ class Engine:
 
     # -- rebalance -----------------------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._rebalances += 1
-        self._processed = {}
         self.stats.rebalances += 1
         self._assignment = [TopicPartition(tp.topic, tp.partition) for tp in partitions]
         if self.handover is not None:
@@ -738,10 +701,7 @@ class Engine:
         try:
             resumed = self._create_tasks()
             if partitions:
-                committed = self._committed_for_stream_time(consumer)
-                self._restore_stream_times(committed)
-                self._processed = {(tp.topic, tp.partition): tp.offset for tp in committed
-                                   if tp.offset >= 0}
+                self._restore_stream_times(self._committed_for_stream_time(consumer))
         except KStreamError as exc:
             if not self._stop:  # stopping anyway: an interrupted restore is no failure
                 self._defer(exc)
@@ -775,16 +735,12 @@ class Engine:
             return []
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._rebalances += 1
         if self._held:
             self._release_held()  # a paused partition would stay paused when it comes back
         clean = False
         try:
             if self.committer is not None and self.committer.dirty and self.life.may_commit:
-                # What was processed, not the position (see `_processed`); at-most-once has
-                # committed its positions before processing anyway.
-                self._commit(overrides=None if self.config.processing_guarantee == AT_MOST_ONCE
-                             else self._processed)
+                self._commit()
                 clean = True
             elif self.committer is not None and self.committer.dirty:
                 self.committer.abort(list(self.tasks.values()), after_error=True)
@@ -805,7 +761,6 @@ class Engine:
         log.info("event=revoke partitions=%s", _describe(partitions))
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._rebalances += 1
         # Someone else owns these now: never commit work done for them.
         if self._held:
             self._release_held()
