@@ -301,7 +301,7 @@ class Task:
     # -- processing ----------------------------------------------------------------------------
     def process(self, msg: Message) -> None:
         """Run one input record through the sub-topology. Raises RecordError naming the record."""
-        self._handlers[msg.topic()]([msg], 0)
+        self.handler(msg.topic())(msg)
 
     def run_handler(self, topic: str) -> RunHandler:
         """What the engine calls per run of a batch: `run(msgs, i) -> next index`."""
